@@ -1,0 +1,93 @@
+"""InternVL3 (``InternVLForConditionalGeneration``): InternViT -> pixel shuffle 0.5 -> MLP -> Qwen2.5.
+
+Visual tokens: ``(S/14)^2 / 4`` per tile after pixel shuffle (256 at 448 px; 144 at 336 px), wrapped
+in ``<img> ... </img>``; positions are 1-D. The tiny model uses one tile (``crop_to_patches=False``).
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import (
+    GotOcr2ImageProcessorPil,
+    InternVLConfig,
+    InternVLForConditionalGeneration,
+    InternVLVisionConfig,
+    Qwen2Config,
+)
+
+from .base import FamilyAdapter
+from .processors import InternVLImageProcessor
+from .tokenizer import build_tokenizer
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<IMG_CONTEXT>\n{% endif %}{% endfor %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+# 336 px -> 24 x 24 patches -> pixel shuffle 0.5 -> 12 x 12 = 144 visual tokens.
+TINY_IMAGE_SIZE = 336
+
+
+class InternVLAdapter(FamilyAdapter):
+    family = "internvl"
+    position_scheme = "rope1d"
+
+    def _processor_kwargs(self) -> dict:
+        # Tiling multiplies the visual tokens; the tiny default and the ratio arithmetic assume one tile.
+        return {"crop_to_patches": bool(getattr(self.processor.image_processor, "crop_to_patches", False))}
+
+
+def build_tiny(seed: int) -> tuple[InternVLForConditionalGeneration, InternVLImageProcessor]:
+    """A ~2 M-parameter InternVL of the stock classes, deterministic in ``seed``."""
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
+    tok = build_tokenizer(
+        specials,
+        bos=None,
+        eos="<|im_end|>",
+        pad="<|endoftext|>",
+        unk=None,
+        extra_special_tokens={
+            "start_image_token": "<img>",
+            "end_image_token": "</img>",
+            "context_image_token": "<IMG_CONTEXT>",
+            "video_token": "<video>",
+        },
+    )
+    image_processor = GotOcr2ImageProcessorPil(
+        size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}, crop_to_patches=False
+    )
+    processor = InternVLImageProcessor(
+        image_processor=image_processor, tokenizer=tok, image_seq_length=144, chat_template=CHAT_TEMPLATE
+    )
+    config = InternVLConfig(
+        vision_config=InternVLVisionConfig(
+            hidden_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            intermediate_size=128,
+            image_size=[TINY_IMAGE_SIZE, TINY_IMAGE_SIZE],
+            patch_size=[14, 14],
+        ),
+        text_config=Qwen2Config(
+            vocab_size=len(tok),
+            hidden_size=128,
+            intermediate_size=384,
+            num_hidden_layers=8,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=2048,
+            bos_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        ),
+        image_token_id=tok.convert_tokens_to_ids("<IMG_CONTEXT>"),
+        image_seq_length=144,
+        downsample_ratio=0.5,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+    )
+    torch.manual_seed(seed)
+    model = InternVLForConditionalGeneration(config)
+    return model, processor
