@@ -37,9 +37,7 @@ class LlavaAdapter(FamilyAdapter):
 
 def build_tiny(seed: int) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
     """A ~2 M-parameter LLaVA of the stock classes, deterministic in ``seed``."""
-    tok = build_tokenizer(
-        ["<unk>", "<s>", "</s>", "<pad>", "<image>"], bos="<s>", eos="</s>", pad="<pad>", unk="<unk>"
-    )
+    tok = build_tokenizer(["<unk>", "<s>", "</s>", "<pad>", "<image>"], bos="<s>", eos="</s>", pad="<pad>", unk="<unk>")
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": TINY_IMAGE_SIZE},
         crop_size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE},

@@ -12,9 +12,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from transformers import (
@@ -24,7 +24,6 @@ from transformers import (
     LlavaProcessor,
     Qwen2_5_VLForConditionalGeneration,
 )
-
 from transformers.utils import logging as hf_logging
 
 from . import internvl, llava, qwen2_5_vl
@@ -50,11 +49,17 @@ class Family:
 FAMILIES: dict[str, Family] = {
     "llava": Family("llava", LlavaForConditionalGeneration, llava.LlavaAdapter, LlavaProcessor, llava.build_tiny),
     "internvl": Family(
-        "internvl", InternVLForConditionalGeneration, internvl.InternVLAdapter, InternVLImageProcessor,
+        "internvl",
+        InternVLForConditionalGeneration,
+        internvl.InternVLAdapter,
+        InternVLImageProcessor,
         internvl.build_tiny,
     ),  # fmt: skip
     "qwen2_5_vl": Family(
-        "qwen2_5_vl", Qwen2_5_VLForConditionalGeneration, qwen2_5_vl.Qwen2_5_VLAdapter, Qwen2_5_VLImageProcessor,
+        "qwen2_5_vl",
+        Qwen2_5_VLForConditionalGeneration,
+        qwen2_5_vl.Qwen2_5_VLAdapter,
+        Qwen2_5_VLImageProcessor,
         qwen2_5_vl.build_tiny,
     ),  # fmt: skip
 }
