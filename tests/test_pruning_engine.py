@@ -1,0 +1,142 @@
+"""The pruning engine's contract on the three tiny families, with the seeded Random baselines."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny_model
+from pruning_invariants import PROMPT, check_invariants, logits
+
+from unipb_core.pruning import PruningEngine, PruningError, Stage, UnknownMethodError, available, get
+from unipb_core.pruning.base import PruningMethod
+from unipb_core.pruning.context import PruneContext
+
+RATIOS = (0.0, 0.667, 0.778, 0.889)
+
+
+@pytest.fixture
+def inputs(model, image):
+    return model.build_inputs([image], PROMPT)
+
+
+@pytest.mark.parametrize("ratio", RATIOS)
+@pytest.mark.parametrize("method_name", ["random_pre", "random_intra"])
+def test_invariants(model, inputs, method_name, ratio):
+    check_invariants(model, method_name, ratio, inputs)
+
+
+@pytest.mark.parametrize("ratio,expected", [(0.667, 48), (0.778, 32), (0.889, 16)])
+def test_study_ratios_keep_48_32_16(model, inputs, ratio, expected):
+    with PruningEngine(model, get("random_pre"), ratio) as engine:
+        logits(model, inputs)
+    assert engine.summary()["stages"][0]["n_out"] == expected
+
+
+def test_pre_llm_equals_stock_model_with_dropped_tokens_masked(model, family, inputs):
+    """Gathering keeps original positions: the pruned logits equal the stock model's with the dropped
+    tokens masked out as keys (same positions, same causal order) at every kept position."""
+    with PruningEngine(model, get("random_pre"), 0.778, seed=3) as engine:
+        pruned = logits(model, inputs)
+        kept_visual = engine.summary()["stages"][0]["kept"]
+    ids = inputs["input_ids"][0]
+    visual_pos = model.visual_mask(ids).nonzero().squeeze(1)
+    mask = torch.ones_like(inputs["attention_mask"])
+    dropped = torch.ones(visual_pos.numel(), dtype=torch.bool)
+    dropped[kept_visual] = False
+    mask[0, visual_pos[dropped]] = 0
+    masked = dict(inputs, attention_mask=mask)
+    if family == "qwen2_5_vl":  # positions must not be renumbered around the masked tokens
+        masked["position_ids"], _ = model.model.model.get_rope_index(
+            ids[None], inputs["mm_token_type_ids"], image_grid_thw=inputs["image_grid_thw"],
+            attention_mask=inputs["attention_mask"],
+        )  # fmt: skip
+    else:
+        masked["position_ids"] = torch.arange(ids.numel())[None]
+    reference = logits(model, masked)[0, mask[0].bool()]
+    torch.testing.assert_close(pruned[0], reference, atol=1e-5, rtol=1e-4)
+
+
+def test_contiguous_positions_renumber_for_1d_families(family, image):
+    model = tiny_model(family)
+    inputs = model.build_inputs([image], PROMPT)
+    if model.position_scheme != "rope1d":
+        with pytest.raises(PruningError, match="contiguous.*1-D RoPE"):
+            PruningEngine(model, get("random_pre"), 0.5, positions="contiguous")
+        return
+    with PruningEngine(model, get("random_pre"), 0.889, positions="original") as engine:
+        original = logits(model, inputs)
+    with PruningEngine(model, get("random_pre"), 0.889, positions="contiguous") as engine:
+        contiguous = logits(model, inputs)
+        assert engine.config()["positions"] == "contiguous"
+    assert original.shape == contiguous.shape and not torch.allclose(original, contiguous)
+    for name in ("random_pre", "random_intra"):  # cached decoding stays exact under renumbering
+        with PruningEngine(model, get(name), 0.778, positions="contiguous") as engine:
+            first = model.generate(inputs, max_new_tokens=4).text
+            engine.reuse_selections = True
+            assert model.generate(inputs, max_new_tokens=4).text == first
+
+
+def test_unknown_method_lists_registered():
+    with pytest.raises(UnknownMethodError, match=r"'random_pr'.*Did you mean: random_pre.*Registered: random_intra"):
+        get("random_pr")
+    assert {"random_pre", "random_intra"} <= set(available())
+
+
+def test_unknown_method_parameter_is_named():
+    with pytest.raises(UnknownMethodError, match="unknown parameter.*lyer; accepted: layer"):
+        get("random_intra", lyer=3)
+
+
+@pytest.mark.parametrize("ratio", [-0.1, 1.0, 1.5, float("nan")])
+def test_ratio_outside_unit_interval(ratio):
+    with pytest.raises(PruningError, match=r"outside \[0, 1\)"):
+        PruningEngine(tiny_model("llava"), get("random_pre"), ratio)
+
+
+def test_layer_outside_model(inputs, model):
+    with (
+        PruningEngine(model, get("random_intra", layer=99), 0.5) as _,
+        pytest.raises(PruningError, match=r"K=99 is outside the model.*8 decoder layers \(valid K: 0..7\)"),
+    ):
+        logits(model, inputs)
+
+
+def test_batch_size_two_is_refused(family, image):
+    model = tiny_model(family)
+    single = model.build_inputs([image], PROMPT)
+    batch = {k: torch.cat([v, v]) for k, v in single.items()}
+    with PruningEngine(model, get("random_pre"), 0.5) as _, pytest.raises(PruningError, match="batch size 2"):
+        logits(model, batch)
+
+
+def test_a_method_that_keeps_the_wrong_count_is_caught(inputs, model):
+    class Greedy(PruningMethod):
+        name, category, stage_kind = "greedy_test", "vit", "pre"
+
+        def select(self, ctx: PruneContext):
+            return torch.arange(ctx.n_keep + 1)
+
+    with PruningEngine(model, Greedy(), 0.5) as _, pytest.raises(PruningError, match="kept 73 tokens.*asks for 72"):
+        logits(model, inputs)
+
+
+def test_multi_stage_schedule_down_to_zero(inputs, model):
+    """Progressive schedules (several layers) down to no visual token at all (token withdrawal)."""
+
+    class Staircase(PruningMethod):
+        name, category, stage_kind = "staircase_test", "llm", "intra"
+
+        def plan(self, n_visual, ratio, num_layers):
+            return [Stage("intra", 2, n_visual // 2), Stage("intra", 4, n_visual // 4), Stage("intra", 6, 0)]
+
+        def select(self, ctx):
+            return torch.arange(ctx.n_keep)
+
+    with PruningEngine(model, Staircase(), 0.5) as engine:
+        out = model.generate(inputs, max_new_tokens=4)
+        summary = engine.summary()
+        engine.reuse_selections = True
+        assert model.generate(inputs, max_new_tokens=4).text == out.text
+    assert summary["visual_per_layer"] == [144, 144, 72, 72, 36, 36, 0, 0]
+    assert summary["visual_kept_mean"] == pytest.approx(sum([144, 144, 72, 72, 36, 36]) / 8)
+    assert [s["n_out"] for s in summary["stages"]] == [72, 36, 0]
