@@ -1,0 +1,39 @@
+"""The study's findings as pure functions over the tidy per-sample records (see docs/analysis.md).
+
+Each finding function takes one DataFrame (schema in ``SCHEMA``) and returns a ``Finding``; plot helpers return
+matplotlib Figures.
+"""
+
+from .efficiency import agreement_with_unpruned, pareto_front
+from .finding import Finding
+from .plots import (
+    plot_accuracy_vs_ratio,
+    plot_dimension_sensitivity,
+    plot_pareto,
+    plot_relative_heatmap,
+    plot_variance_decomposition,
+)
+from .random_baseline import DEFAULT_RANDOM_FOR, random_baseline_strength
+from .records import SCHEMA
+from .sensitivity import task_sensitivity
+from .summary import findings_table
+from .variance import ratio_dominance
+from .winners import no_single_winner
+
+__all__ = [
+    "DEFAULT_RANDOM_FOR",
+    "SCHEMA",
+    "Finding",
+    "agreement_with_unpruned",
+    "findings_table",
+    "no_single_winner",
+    "pareto_front",
+    "plot_accuracy_vs_ratio",
+    "plot_dimension_sensitivity",
+    "plot_pareto",
+    "plot_relative_heatmap",
+    "plot_variance_decomposition",
+    "random_baseline_strength",
+    "ratio_dominance",
+    "task_sensitivity",
+]
