@@ -36,12 +36,81 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def summary_table(frame) -> str:
+    """Mean accuracy, kept visual tokens and prefill time per (model, method, ratio), over datasets and seeds."""
+    import pandas as pd
+
+    if frame.empty:
+        return "(no records)"
+    ok = frame[frame["error"].isna()]
+    kept = ok["kept"].map(lambda k: (k or {}).get("visual_kept_mean", float("nan")))
+    table = (
+        ok.assign(kept_mean=kept)
+        .groupby(["model", "method", "ratio"], sort=True)
+        .agg(
+            accuracy=("correct", "mean"),
+            parsed=("parsed", "mean"),
+            kept=("kept_mean", "mean"),
+            prefill_ms=("t_prefill", lambda t: 1000 * t.median()),
+            samples=("sample_id", "count"),
+        )  # fmt: skip
+        .reset_index()
+    )
+    errors = int(frame["error"].notna().sum())
+    with pd.option_context("display.max_rows", 500, "display.width", 140, "display.float_format", "{:.3f}".format):
+        text = table.to_string(index=False)
+    return text + (f"\n{errors} sample(s) failed; their errors are in the store." if errors else "")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a params grid into the store (resumable), then print a summary table."""
+    from .grid import ParamsError, expand, load_params, run
+    from .store import ResultStore
+
+    try:
+        params = load_params(args.params, executor=args.executor, limit=args.limit, store=args.store)
+    except (ParamsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(expand(params))} cells -> {params.store} (executor: {params.executor})")
+    results = run(params, progress=not args.quiet)
+    hashes = [r.config_hash for r in results]
+    frame = ResultStore(params.store).frame(config_hash=hashes)
+    print(summary_table(frame))
+    return 0
+
+
+def cmd_findings(args: argparse.Namespace) -> int:
+    """Print (and optionally save) the study's four findings computed from a store."""
+    from . import analysis
+    from .store import ResultStore
+
+    frame = ResultStore(args.store).frame()
+    table = analysis.findings_table(frame)
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+    for row in table.itertuples():
+        print(f"[{'holds' if row.holds else 'does not hold' if row.holds is False else 'undecided'}] {row.verdict}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unipb", description="UniPruneBench workbook")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="load each tiny model family and answer one sample")
     demo.add_argument("--max-new-tokens", type=int, default=8, help="tokens to generate per answer")
     demo.set_defaults(func=cmd_demo)
+    run = sub.add_parser("run", help="run a params grid into the results store (skips finished samples)")
+    run.add_argument("params", help="params YAML, e.g. params/smoke.yaml")
+    run.add_argument("--executor", choices=["local", "ray"], default=None, help="override the params' executor")
+    run.add_argument("--limit", type=int, default=None, help="override samples per dataset (synthetic: per dimension)")
+    run.add_argument("--store", default=None, help="override the results store path")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(func=cmd_run)
+    findings = sub.add_parser("findings", help="compute the four findings from a results store")
+    findings.add_argument("--store", default="reports/results.sqlite", help="results store path")
+    findings.add_argument("--csv", default=None, help="also write the findings table to this CSV")
+    findings.set_defaults(func=cmd_findings)
     return parser
 
 

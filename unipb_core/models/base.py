@@ -14,6 +14,8 @@ import torch
 from PIL import Image
 from transformers import BatchFeature
 
+from .vision_attention import VisionAttention
+
 
 class ModelInputError(ValueError):
     """Input the adapter cannot turn into model inputs (e.g. an image that cannot be decoded)."""
@@ -63,6 +65,8 @@ class FamilyAdapter:
 
     family: ClassVar[str]
     position_scheme: ClassVar[str] = "rope1d"
+    # How the encoder attention maps onto visual tokens (recorded by methods that read it).
+    vision_attention_note: ClassVar[str] = ""
 
     def __init__(self, model: torch.nn.Module, processor: Any, spec: str):
         self.model = model.eval()
@@ -109,6 +113,20 @@ class FamilyAdapter:
         """Modules that turn pixels into projected visual tokens, in call order (for timing)."""
         return [self.model.model.vision_tower, self.model.model.multi_modal_projector]
 
+    # ----------------------------------------------------------------- vision-encoder attention
+    def vision_attention_hooks(self, store: dict) -> list:
+        """Register forward pre-hooks that keep references to the encoder inputs ``vision_attention`` needs."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose vision-encoder attention")
+
+    def vision_attention(self, store: dict) -> VisionAttention:
+        """Recompute the feature layer's attention from what ``vision_attention_hooks`` captured."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose vision-encoder attention")
+
+    def vision_feature_layer_index(self, num_layers: int) -> int:
+        """Encoder layer whose output is the feature layer (``hidden_states[f]`` is layer ``f - 1``'s output)."""
+        f = int(self.config.vision_feature_layer)
+        return num_layers + f if f < 0 else f - 1
+
     # ----------------------------------------------------------------- inputs
     def format_prompt(self, text: str, n_images: int) -> str:
         """Wrap the user text and image placeholders in the family's chat template."""
@@ -144,6 +162,14 @@ class FamilyAdapter:
                 spans.append((start, i))
                 start = None
         return spans
+
+    def visual_grids(self, inputs: BatchFeature) -> list[tuple[int, int]]:
+        """Patch grid ``(rows, cols)`` of each image's visual tokens, in token order (square by default)."""
+        grids = []
+        for start, end in self.visual_spans(inputs["input_ids"]):
+            side = int((end - start) ** 0.5)
+            grids.append((side, side) if side * side == end - start else (1, end - start))
+        return grids
 
     # ----------------------------------------------------------------- generation
     @torch.inference_mode()

@@ -18,6 +18,7 @@ from transformers import (
 from .base import FamilyAdapter
 from .processors import InternVLImageProcessor
 from .tokenizer import build_tokenizer
+from .vision_attention import VisionAttention, capture_input, cls_row_attention
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
@@ -33,6 +34,43 @@ TINY_IMAGE_SIZE = 336
 class InternVLAdapter(FamilyAdapter):
     family = "internvl"
     position_scheme = "rope1d"
+
+    vision_attention_note = (
+        "InternViT [CLS] -> patch attention at the feature layer (-1), mean over heads, summed over the 4 patches "
+        "that pixel shuffle folds into each visual token; keys are the mean of those 4 patches' keys"
+    )
+
+    def _feature_encoder_layer(self) -> torch.nn.Module:
+        layers = self.model.model.vision_tower.encoder.layer
+        return layers[self.vision_feature_layer_index(len(layers))]
+
+    def vision_attention_hooks(self, store: dict) -> list:
+        hook = capture_input(store, "layer")
+        return [self._feature_encoder_layer().register_forward_pre_hook(hook, with_kwargs=True)]
+
+    def vision_attention(self, store: dict) -> VisionAttention:
+        layer, args, kwargs = store["layer"]
+        hidden = args[0] if args else kwargs["hidden_states"]  # [tiles, 1 + P, D]
+        attn = layer.attention
+        x = layer.layernorm_before(hidden)
+        b, length, _ = x.shape
+        k = attn.k_norm(attn.k_proj(x)).view(b, length, attn.num_heads, attn.head_dim).transpose(1, 2)
+        q_cls = attn.q_norm(attn.q_proj(x[:, :1]))[:, 0].view(b, attn.num_heads, attn.head_dim)
+        probs = cls_row_attention(q_cls, k, attn.scale)[:, 1:]  # [tiles, P]: [CLS] is dropped before the shuffle
+        keys = k.transpose(1, 2).reshape(b, length, -1)[:, 1:]
+        n_patches = length - 1
+        groups = self._shuffle_groups(n_patches, x.device)  # [P / 4, 4] within one tile
+        offsets = torch.arange(b, device=x.device).repeat_interleave(groups.shape[0]) * n_patches
+        groups = groups.repeat(b, 1) + offsets.unsqueeze(1)
+        return VisionAttention(probs.reshape(-1), keys.reshape(b * n_patches, -1), groups)
+
+    def _shuffle_groups(self, n_patches: int, device: torch.device) -> torch.Tensor:
+        """Patches folded into each visual token, read off the model's own ``pixel_shuffle`` applied to
+        patch indices (so the grouping is whatever the stock code does, channel order included)."""
+        side = int(n_patches**0.5)
+        index = torch.arange(n_patches, dtype=torch.float64, device=device).view(1, side, side, 1)
+        shuffled = self.model.model.pixel_shuffle(index, scale_factor=self.config.downsample_ratio)
+        return shuffled.reshape(-1, shuffled.shape[-1]).round().long()
 
     def _processor_kwargs(self) -> dict:
         # Tiling multiplies the visual tokens; the tiny default and the ratio arithmetic assume one tile.

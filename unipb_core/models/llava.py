@@ -17,6 +17,7 @@ from transformers import (
 
 from .base import FamilyAdapter
 from .tokenizer import build_tokenizer
+from .vision_attention import VisionAttention, capture_input, cls_row_attention
 
 # The llava-hf chat template, reduced to what the benchmark sends (user turn: images, then text).
 CHAT_TEMPLATE = (
@@ -33,6 +34,31 @@ TINY_IMAGE_SIZE = 168
 class LlavaAdapter(FamilyAdapter):
     family = "llava"
     position_scheme = "rope1d"
+    vision_attention_note = "CLIP [CLS] -> patch attention at the feature layer (-2), mean over heads"
+
+    def _feature_encoder_layer(self) -> torch.nn.Module:
+        layers = self.model.model.vision_tower.encoder.layers
+        return layers[self.vision_feature_layer_index(len(layers))]
+
+    def vision_attention_hooks(self, store: dict) -> list:
+        hook = capture_input(store, "layer")
+        return [self._feature_encoder_layer().register_forward_pre_hook(hook, with_kwargs=True)]
+
+    def vision_attention(self, store: dict) -> VisionAttention:
+        layer, args, kwargs = store["layer"]
+        hidden = args[0] if args else kwargs["hidden_states"]  # [B, 1 + P, D]
+        attn = layer.self_attn
+        x = layer.layer_norm1(hidden)
+        b, length, _ = x.shape
+        k = attn.k_proj(x).view(b, length, attn.num_heads, attn.head_dim).transpose(1, 2)
+        q_cls = attn.q_proj(x[:, 0]).view(b, attn.num_heads, attn.head_dim)
+        probs = cls_row_attention(q_cls, k, attn.scale)  # [B, 1 + P]
+        # "default" drops [CLS] from the visual tokens; "full" keeps it (then it is scored by its self-attention).
+        first = 1 if self.config.vision_feature_select_strategy == "default" else 0
+        keys = k.transpose(1, 2).reshape(b, length, -1)[:, first:]
+        n = b * (length - first)
+        groups = torch.arange(n, device=x.device).unsqueeze(1)
+        return VisionAttention(probs[:, first:].reshape(n), keys.reshape(n, -1), groups)
 
 
 def build_tiny(seed: int) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:

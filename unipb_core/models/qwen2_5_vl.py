@@ -15,10 +15,13 @@ from transformers import (
     Qwen2VLImageProcessorPil,
 )
 from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import Qwen2_5_VLTextConfig, Qwen2_5_VLVisionConfig
+from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import apply_rotary_pos_emb_vision
+from transformers.vision_utils import get_vision_window_index
 
 from .base import FamilyAdapter
 from .processors import Qwen2_5_VLImageProcessor
 from .tokenizer import build_tokenizer
+from .vision_attention import VisionAttention, capture_input, mean_received_attention
 
 CHAT_TEMPLATE = (
     "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
@@ -36,9 +39,51 @@ class Qwen2_5_VLAdapter(FamilyAdapter):
     family = "qwen2_5_vl"
     position_scheme = "mrope"
 
+    vision_attention_note = (
+        "no [CLS] token: mean attention each patch receives from all patches of its image in the last "
+        "full-attention ViT block, mean over heads, summed over each 2x2 merger group; keys are the mean "
+        "pre-RoPE keys of the group"
+    )
+
     @property
     def vision_modules(self) -> list[torch.nn.Module]:
         return [self.model.model.visual]
+
+    def vision_attention_hooks(self, store: dict) -> list:
+        visual = self.model.model.visual
+        block = visual.blocks[visual.fullatt_block_indexes[-1]]
+        return [
+            visual.register_forward_pre_hook(capture_input(store, "tower"), with_kwargs=True),
+            block.register_forward_pre_hook(capture_input(store, "layer"), with_kwargs=True),
+        ]
+
+    def vision_attention(self, store: dict) -> VisionAttention:
+        visual, t_args, t_kwargs = store["tower"]
+        grid_thw = t_args[1] if len(t_args) > 1 else t_kwargs["grid_thw"]
+        block, args, kwargs = store["layer"]
+        hidden = args[0] if args else kwargs["hidden_states"]  # [S, D], merge groups permuted into windows
+        attn = block.attn
+        seq = hidden.shape[0]
+        q, k, _ = attn.qkv(block.norm1(hidden)).reshape(seq, 3, attn.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
+        cos, sin = kwargs["position_embeddings"]
+        q_rot, k_rot = apply_rotary_pos_emb_vision(q, k, cos, sin)
+        scores = mean_received_attention(
+            q_rot.transpose(0, 1), k_rot.transpose(0, 1), attn.scaling, kwargs["cu_seqlens"]
+        )
+        # Inside the blocks each run of `unit` rows is one merger group, groups in window order; the merger
+        # output is put back in raster order with argsort(window_index): map each visual token to its rows.
+        window_index, _ = get_vision_window_index(
+            grid_thw, visual.spatial_merge_size, visual.window_size, visual.patch_size
+        )
+        unit = visual.spatial_merge_unit
+        start = torch.argsort(window_index).to(hidden.device) * unit
+        groups = start.unsqueeze(1) + torch.arange(unit, device=hidden.device)
+        return VisionAttention(scores, k.reshape(seq, -1), groups)
+
+    def visual_grids(self, inputs) -> list[tuple[int, int]]:
+        # Dynamic resolution: the grid comes from image_grid_thw (t, h, w patches), merged 2x2.
+        merge = self.model.config.vision_config.spatial_merge_size
+        return [(int(h) // merge, int(t) * int(w) // merge) for t, h, w in inputs["image_grid_thw"].tolist()]
 
 
 def build_tiny(seed: int) -> tuple[Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLImageProcessor]:

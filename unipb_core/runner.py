@@ -1,0 +1,213 @@
+"""Evaluate one cell (model x method x ratio x seed x dataset) into the results store, resumably.
+
+Every sample becomes one record, written as soon as it is scored; samples already recorded for the cell's
+config hash are skipped, so a killed run resumes at its next sample and never duplicates one. A sample that
+raises is recorded with its error text and the cell goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import traceback
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from . import __version__, data
+from .confighash import config_hash, weights_fingerprint
+from .environment import environment_record
+from .flops import LMDims, prefill_flops
+from .instrument import instrument
+from .models import FamilyAdapter, load_model
+from .pruning import PruningEngine, get, method_class
+from .store import ResultStore
+from .timing import SampleTimer
+
+VANILLA = "vanilla"  # the unpruned baseline: no engine, ratio 0
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One configuration to evaluate. ``dataset`` is a registry key; ``dimension`` filters the synthetic
+    suite (one cell per dimension, named ``synthetic/<dimension>`` in the records)."""
+
+    model: str
+    method: str
+    ratio: float
+    seed: int
+    dataset: str
+    split: str | None = None
+    dimension: str | None = None
+    limit: int | None = None
+    subsample: bool = False
+    data_path: str | None = None
+    revision: str | None = None
+    method_params: dict[str, Any] = field(default_factory=dict)
+    positions: str = "original"
+    max_new_tokens: int | None = None
+    attn_implementation: str = "sdpa"
+    dtype: str | None = None
+
+    @property
+    def dataset_label(self) -> str:
+        return f"{self.dataset}/{self.dimension}" if self.dataset == "synthetic" and self.dimension else self.dataset
+
+    @property
+    def category(self) -> str:
+        if self.method == VANILLA:
+            return "baseline"
+        cls = method_class(self.method)
+        return "random" if self.method.startswith("random_") else cls.category
+
+    @property
+    def label(self) -> str:
+        ratio = "" if self.method == VANILLA else f" r={self.ratio:.3f}"
+        return f"{self.model} {self.method}{ratio} seed={self.seed} {self.dataset_label}"
+
+
+def cell_config(cell: Cell, model: FamilyAdapter, spec: Any) -> dict[str, Any]:
+    """Everything that can change a per-sample result (the config hash covers exactly this).
+
+    ``limit``/``subsample`` choose *which* samples run, not how each is computed, so they are left out:
+    a larger limit later reuses every finished sample. ``code_version`` is the package version (bumped when
+    results change); the git commit goes into the environment record instead, so a docs commit does not
+    invalidate finished work.
+    """
+    method = None if cell.method == VANILLA else get(cell.method, **cell.method_params)
+    dimension = cell.dimension or data.DATASET_DIMENSION.get(cell.dataset, "")
+    return {
+        "model": cell.model,
+        "family": model.family,
+        "weights": weights_fingerprint(model.model),
+        "method": cell.method,
+        "category": cell.category,
+        "method_params": {} if method is None else method.params(),
+        "family_notes": {} if method is None else method.notes_for(model.family),
+        "ratio": 0.0 if method is None else float(cell.ratio),
+        "positions": cell.positions,
+        "seed": int(cell.seed),
+        "dataset": cell.dataset_label,
+        "dataset_version": spec.version,
+        "revision": cell.revision,
+        "split": cell.split or spec.split,
+        "dimension": dimension,
+        "prompt_template": {"chat_template": model.processor.chat_template, "dataset": spec.version},
+        "generation": {"do_sample": False, "num_beams": 1, "max_new_tokens": _max_new_tokens(cell, spec)},
+        "attn_implementation": cell.attn_implementation,
+        "dtype": str(model.dtype).replace("torch.", ""),
+        "code_version": __version__,
+    }
+
+
+def _max_new_tokens(cell: Cell, spec: Any) -> int:
+    return int(cell.max_new_tokens or spec.max_new_tokens)
+
+
+def _tokens_per_layer(model: FamilyAdapter, n_text: int, n_visual: int, summary: dict | None) -> list[int]:
+    per_layer = summary["visual_per_layer"] if summary and summary["visual_per_layer"] else None
+    visual = per_layer or [n_visual] * model.num_layers
+    return [n_text + v for v in visual]
+
+
+def evaluate_sample(
+    model: FamilyAdapter, spec: Any, sample: data.Sample, engine: PruningEngine | None, max_new_tokens: int
+) -> dict[str, Any]:
+    """Run one sample and return its record (see ``ResultStore.write``)."""
+    timer = SampleTimer(model.device)
+    if engine is not None:
+        engine.begin_sample(sample.id, timer=timer)
+    with timer.interval("total"):
+        with timer.interval("preprocess"):
+            inputs = model.build_inputs(sample.images, spec.to_prompt(sample))
+        if engine is not None:
+            engine.begin_sample(sample.id, timer=timer, grids=model.visual_grids(inputs))
+        with instrument(model, timer):
+            out = model.generate(inputs, max_new_tokens=max_new_tokens)
+    score = spec.score(sample, out.text)
+    summary = engine.summary() if engine is not None else None
+    dims = LMDims.from_config(model.text_config)
+    peak, _source = timer.peak_memory()
+    kept = summary or {"n_visual": out.n_visual, "stages": [], "visual_per_layer": [out.n_visual] * model.num_layers}
+    kept = {**kept, "visual_kept_mean": sum(kept["visual_per_layer"]) / max(len(kept["visual_per_layer"]), 1)}
+    return {
+        "sample_id": sample.id,
+        "prediction": out.text,
+        "correct": float(score.correct),
+        "parsed": bool(score.parsed),
+        "extracted": score.extracted,
+        "score": {"category": sample.category},
+        "kept": kept,
+        "tokens_generated": out.n_generated,
+        "n_visual": out.n_visual,
+        "n_text": out.n_text,
+        "timings": timer.result(),
+        "peak_mem_bytes": int(peak),
+        "flops": prefill_flops(dims, _tokens_per_layer(model, out.n_text, out.n_visual, summary)),
+    }
+
+
+def load_cell_samples(cell: Cell) -> list[data.Sample]:
+    return data.load(
+        cell.dataset,
+        path=cell.data_path,
+        revision=cell.revision,
+        split=cell.split,
+        limit=cell.limit,
+        seed=cell.seed if cell.subsample else 0,
+        subsample=cell.subsample,
+        dimension=cell.dimension,
+    )
+
+
+@dataclass
+class CellResult:
+    """What one ``evaluate_cell`` call did."""
+
+    cell: Cell
+    config_hash: str
+    n_samples: int
+    n_new: int
+    n_errors: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self.cell), "config_hash": self.config_hash, "n_samples": self.n_samples,
+                "n_new": self.n_new, "n_errors": self.n_errors}  # fmt: skip
+
+
+def evaluate_cell(
+    cell: Cell,
+    store: ResultStore,
+    model: FamilyAdapter | None = None,
+    samples: list[data.Sample] | None = None,
+    progress: bool = True,
+) -> CellResult:
+    """Evaluate every not-yet-recorded sample of ``cell`` into ``store``."""
+    model = model or load_model(cell.model, dtype=cell.dtype, attn_implementation=cell.attn_implementation)
+    spec = data.get(cell.dataset)
+    samples = samples if samples is not None else load_cell_samples(cell)
+    config = cell_config(cell, model, spec)
+    key = config_hash(config)
+    store.register_cell(key, config, environment_record(model.model))
+    done = store.done_ids(key)
+    todo = [s for s in samples if s.id not in done]
+    max_new = _max_new_tokens(cell, spec)
+    n_errors = 0
+    engine_cm = (
+        contextlib.nullcontext(None)
+        if cell.method == VANILLA
+        else PruningEngine(model, get(cell.method, **cell.method_params), cell.ratio, cell.seed, cell.positions)
+    )
+    with engine_cm as engine, torch.inference_mode():
+        for sample in tqdm(todo, desc=cell.label, disable=not progress, leave=False):
+            try:
+                record = evaluate_sample(model, spec, sample, engine, max_new)
+            except Exception as exc:  # a failing sample is recorded, never fatal for the cell
+                n_errors += 1
+                record = {
+                    "sample_id": sample.id,
+                    "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}",
+                }
+            store.write(key, record)
+    return CellResult(cell, key, len(samples), len(todo), n_errors)
