@@ -36,7 +36,8 @@ def check_counts(model, engine, method, ratio, n_visual, seq_len, out_len):
         assert kept == sorted(set(kept)) and all(0 <= i < n_visual for i in kept)
         assert len(kept) == record["n_out"]
         prev = record["n_out"]
-    if len(stages) == 1:
+    if len(stages) == 1 and stages[0].n_keep > 0:
+        # A single stage keeps round(N * (1 - ratio)); a withdrawal (n_keep 0, e.g. VTW) is layer-averaged.
         assert prev == n_keep_for(n_visual, ratio)
     # Only visual tokens are ever dropped: the output keeps every text token.
     assert out_len == seq_len - n_visual + prev

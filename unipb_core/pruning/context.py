@@ -46,7 +46,9 @@ class PruneContext:
     layer_inputs : dict
         ``{layer_index: LayerInput}`` captured during this prefill (intra stages: ``layer`` and ``layer - 1``).
     vision : dict
-        Lazily computed vision-side extras (e.g. encoder attention), filled by the family adapter.
+        Lazily computed vision-side extras, filled by the engine from the family adapter when the method sets
+        ``needs_vision_attention``: ``"encoder_attention"`` -> ``models.vision_attention.VisionAttention``
+        over the sample's original visual tokens (use ``encoder_scores`` / ``encoder_keys``).
     """
 
     stage: Any
@@ -114,3 +116,16 @@ class PruneContext:
         """Post-RoPE queries and keys ``[H, L, d]`` of every token at ``layer``'s input."""
         li = self._layer_input(layer)
         return query_key(li.layer, li.hidden, li.position_embeddings)
+
+    def _encoder_attention(self):
+        if "encoder_attention" not in self.vision:
+            raise KeyError("no vision-encoder attention in this context: the method must set needs_vision_attention")
+        return self.vision["encoder_attention"]()
+
+    def encoder_scores(self) -> torch.Tensor:
+        """Vision-encoder attention score of each visual token of this stage ([CLS] attention, see adapters)."""
+        return self._encoder_attention().scores[self.visual_origin.to(self.visual.device)].to(self.visual.device)
+
+    def encoder_keys(self) -> torch.Tensor:
+        """Vision-encoder keys (feature layer, heads concatenated) of each visual token of this stage: ``[N, Dk]``."""
+        return self._encoder_attention().keys[self.visual_origin.to(self.visual.device)].to(self.visual.device)
