@@ -77,7 +77,7 @@ def test_contiguous_positions_renumber_for_1d_families(family, image):
 
 
 def test_unknown_method_lists_registered():
-    with pytest.raises(UnknownMethodError, match=r"'random_pr'.*Did you mean: random_pre.*Registered: random_intra"):
+    with pytest.raises(UnknownMethodError, match=r"'random_pr'.*Did you mean: random_pre.*Registered: .*random_intra"):
         get("random_pr")
     assert {"random_pre", "random_intra"} <= set(available())
 
@@ -140,3 +140,32 @@ def test_multi_stage_schedule_down_to_zero(inputs, model):
     assert summary["visual_per_layer"] == [144, 144, 72, 72, 36, 36, 0, 0]
     assert summary["visual_kept_mean"] == pytest.approx(sum([144, 144, 72, 72, 36, 36]) / 8)
     assert [s["n_out"] for s in summary["stages"]] == [72, 36, 0]
+
+
+def test_stage_sees_its_own_layer_and_the_previous_layer_attention(family, image):
+    """At a stage at layer K, a method can score with layer K's own (unpruned) attention and with K-1's,
+    both equal to what eager attention computes at those layers."""
+    model = tiny_model(family, attn_implementation="eager")
+    inputs = model.build_inputs([image], PROMPT)
+    seen = {}
+
+    class Probe(PruningMethod):
+        name, category, stage_kind = "probe_test", "llm", "intra"
+
+        def plan(self, n_visual, ratio, num_layers):
+            return [Stage("intra", 2, n_visual // 2), Stage("intra", 3, n_visual // 4)]
+
+        def select(self, ctx):
+            seen[ctx.stage.layer] = (ctx.attention("last"), ctx.attention("last", layer=ctx.stage.layer - 1))
+            return torch.arange(ctx.n_keep)
+
+    with torch.no_grad():
+        stock = model.model(**inputs, output_attentions=True).attentions
+    with PruningEngine(model, Probe(), 0.5):
+        logits(model, inputs)
+    own, previous = seen[2]
+    torch.testing.assert_close(own[:, 0], stock[2][0][:, -1].float(), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(previous[:, 0], stock[1][0][:, -1].float(), atol=1e-5, rtol=1e-4)
+    # At layer 3 the sequence is the one pruned at layer 2: the attention spans the kept tokens only.
+    assert seen[3][0].shape[-1] == inputs["input_ids"].shape[1] - 144 // 2
+    assert seen[3][1].shape[-1] == seen[3][0].shape[-1]

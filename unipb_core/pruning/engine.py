@@ -132,6 +132,7 @@ class PruningEngine:
         self._state: _Prefill | None = None
         self._saved: dict[str, Selection] = {}
         self._handles: list = []
+        self._vision_store: dict = {}  # encoder-layer inputs captured for methods that read encoder attention
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> PruningEngine:
@@ -141,12 +142,15 @@ class PruningEngine:
         self._handles.append(m.language_model.register_forward_hook(self._after_lm, with_kwargs=True))
         for idx, layer in enumerate(m.decoder_layers):
             self._handles.append(layer.register_forward_pre_hook(self._layer_hook(idx), with_kwargs=True))
+        if getattr(self.method, "needs_vision_attention", False):
+            self._handles.extend(m.vision_attention_hooks(self._vision_store))
         return self
 
     def __exit__(self, *exc) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._vision_store.clear()
 
     def begin_sample(
         self, key: str = "", timer: SampleTimer | None = None, grids: list[tuple[int, int]] | None = None
@@ -262,6 +266,7 @@ class PruningEngine:
             generator=s.generator,
             num_layers=self.model.num_layers,
             layer_inputs=s.layer_inputs,
+            vision=self._vision_extras(),
         )
         sel = self._select(stage, ctx)
         keep_pos, _ = torch.sort(torch.cat([text_pos, vis_pos[sel.keep.to(vis_pos.device)]]))
@@ -273,6 +278,25 @@ class PruningEngine:
             )
         )
         return _View(view.index[keep_pos], new_visual, origin), sel, keep_pos
+
+    def _vision_extras(self) -> dict:
+        """Lazy vision-side entries: computed only if the method asks, at most once per prefill."""
+        if not getattr(self.method, "needs_vision_attention", False):
+            return {}
+        store = self._vision_store
+
+        def encoder_attention():
+            if "layer" not in store:
+                raise PruningError(
+                    f"method {self.method.name!r} reads vision-encoder attention, but the vision tower did not run "
+                    "in this forward (pass pixel values, not precomputed image embeddings)"
+                )
+            if "_computed" not in store:
+                with torch.no_grad():
+                    store["_computed"] = self.model.vision_attention(store)
+            return store["_computed"]
+
+        return {"encoder_attention": encoder_attention}
 
     @staticmethod
     def _merge(hidden: torch.Tensor, view: _View, sel: Selection) -> torch.Tensor:
@@ -359,6 +383,12 @@ class PruningEngine:
         previous = self._current_view(idx, s) or s.lm_view
         changed = False
         if stage is not None and (stage.n_keep < previous.visual_positions.numel() or self._always_apply()):
+            # Layer K's own (unpruned) input, so a method may score with layer K's attention; replaced by
+            # the pruned input below, which is what a stage at K+1 reads as "layer K".
+            unpruned = dict(kwargs)
+            if previous is not s.lm_view:  # an earlier stage pruned: hand its view, as the layer would see it
+                self._gather_layer_kwargs(unpruned, previous, hidden)
+            s.layer_inputs[idx] = self._layer_input(module, hidden, unpruned, previous)
             view, sel, local = self._apply(stage, previous, hidden)
             hidden = self._merge(hidden[:, local], view, sel)
             s.views[idx] = view
@@ -377,11 +407,14 @@ class PruningEngine:
         cur = view or s.lm_view
         s.visual_per_layer.append(int(cur.visual_positions.numel()))
         if self._captures(idx, s):
-            s.layer_inputs[idx] = LayerInput(
-                module, hidden, kwargs["position_embeddings"], kwargs.get("attention_mask"),
-                cur.visual_positions, _complement(cur.visual_positions, hidden.shape[1]),
-            )  # fmt: skip
+            s.layer_inputs[idx] = self._layer_input(module, hidden, kwargs, cur)
         return (args, kwargs) if changed else None
+
+    @staticmethod
+    def _layer_input(module, hidden: torch.Tensor, kwargs: dict, view: _View) -> LayerInput:
+        positions = view.visual_positions
+        return LayerInput(module, hidden, kwargs["position_embeddings"], kwargs.get("attention_mask"), positions,
+                          _complement(positions, hidden.shape[1]))  # fmt: skip
 
     def _captures(self, idx: int, s: _Prefill) -> bool:
         # Methods score at layer K with layer K's or K-1's attention; keep references to those inputs only.
