@@ -42,7 +42,7 @@ def _records(store_path: Path):
 
 
 def test_grid_always_adds_vanilla_and_seeded_random():
-    cells = expand(validate({**SMALL, "methods": [], "seeds": [0, 1, 2]}))
+    cells = expand(validate({**SMALL, "methods": ["vanilla"], "seeds": [0, 1, 2]}))
     methods = {(c.method, c.seed) for c in cells}
     assert ("vanilla", 0) in methods
     assert {("random_pre", s) for s in (0, 1, 2)} <= methods and {("random_intra", s) for s in (0, 1, 2)} <= methods

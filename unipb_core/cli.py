@@ -85,7 +85,12 @@ def cmd_findings(args: argparse.Namespace) -> int:
     from . import analysis
     from .store import ResultStore
 
-    frame = ResultStore(args.store).frame()
+    store = args.store
+    if args.params:
+        from .grid import load_params
+
+        store = load_params(args.params).store
+    frame = ResultStore(store).frame()
     table = analysis.findings_table(frame)
     if args.csv:
         table.to_csv(args.csv, index=False)
@@ -109,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     findings = sub.add_parser("findings", help="compute the four findings from a results store")
     findings.add_argument("--store", default="reports/results.sqlite", help="results store path")
+    findings.add_argument("--params", default=None, help="read the store path from this params YAML instead")
     findings.add_argument("--csv", default=None, help="also write the findings table to this CSV")
     findings.set_defaults(func=cmd_findings)
     return parser

@@ -37,7 +37,7 @@ class Params:
     datasets: tuple[str, ...] = ("synthetic",)
     dimensions: tuple[str, ...] = ()  # filters datasets to these dimensions; splits the synthetic suite
     split: str | None = None
-    methods: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()  # empty = every registered method
     ratios: tuple[float, ...] = (0.667, 0.778, 0.889)
     seeds: tuple[int, ...] = (0,)
     limit: int | None = None
@@ -134,6 +134,11 @@ def load_params(path: str | os.PathLike, **overrides: Any) -> Params:
     return validate(raw)
 
 
+def _methods(params: Params) -> list[str]:
+    """The methods to run: the listed ones, or every registered method when the list is empty."""
+    return [m for m in (params.methods or available_methods()) if m != VANILLA]
+
+
 def _dataset_entries(params: Params) -> list[tuple[str, str | None]]:
     """(dataset, dimension filter) pairs: one per synthetic dimension, one per real dataset."""
     entries = []
@@ -148,7 +153,7 @@ def _dataset_entries(params: Params) -> list[tuple[str, str | None]]:
 
 def expand(params: Params) -> list[Cell]:
     """All cells of the grid: vanilla once, random baselines per seed, other methods at the first seed."""
-    methods = [m for m in params.methods if m != VANILLA]
+    methods = _methods(params)
     for baseline in RANDOM_BASELINES:
         if baseline not in methods:
             methods.append(baseline)
