@@ -147,3 +147,16 @@ def test_ray_executor_gives_the_same_records(tmp_path):
     grid.run(validate({**small, "store": str(local_dir / "store.sqlite")}), progress=False)
     grid.run(validate({**small, "store": str(ray_dir / "store.sqlite"), "executor": "ray"}), progress=False)
     assert _records(ray_dir / "store.sqlite").equals(_records(local_dir / "store.sqlite"))
+
+
+@pytest.mark.parametrize("method", ["random_pre", "fastv", "pdrop"])
+def test_timing_intervals_nest_for_every_stage(tmp_path, method):
+    """method + vision + llm_prefill <= prefill <= total, for pre-LLM, intra-LLM and multi-stage methods."""
+    store = ResultStore(tmp_path / "s.sqlite")
+    cell = Cell(model="tiny:qwen2_5_vl", method=method, ratio=0.778, seed=0, dataset="synthetic",
+                dimension="ocr", limit=2)  # fmt: skip
+    result = evaluate_cell(cell, store, progress=False)
+    for t in store.cell_frame(result.config_hash)["timings"]:
+        assert t["method"] > 0
+        assert t["method"] + t["vision"] + t["llm_prefill"] <= t["prefill"] <= t["total"]
+        assert t["prefill"] + t["decode"] <= t["total"]

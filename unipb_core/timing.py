@@ -125,6 +125,10 @@ class SampleTimer:
         self._spans.setdefault(name, []).append((self._open.pop(name), end))
         self.counts[name] = self.counts.get(name, 0) + 1
 
+    def is_open(self, name: str) -> bool:
+        """Whether interval ``name`` is running now (e.g. to pause it around nested work)."""
+        return name in self._open
+
     @contextlib.contextmanager
     def interval(self, name: str) -> Iterator[None]:
         """Time the ``with`` block as one entry of interval ``name`` (stopped even if the block raises)."""

@@ -228,8 +228,17 @@ class PruningEngine:
         if self.reuse_selections and key in self._saved:
             return self._saved[key]
         timer = self.timer if self.timer is not None else SampleTimer(self.model.device)
-        with timer.interval("method"):
-            out = self.method.select(ctx)
+        # An intra-LLM method runs inside the decoder loop: pause llm_prefill so that it counts decoder
+        # layers only and method + llm_prefill <= prefill holds for every method.
+        paused = timer.is_open("llm_prefill")
+        if paused:
+            timer.stop("llm_prefill")
+        try:
+            with timer.interval("method"):
+                out = self.method.select(ctx)
+        finally:
+            if paused:
+                timer.start("llm_prefill")
         selection = out if isinstance(out, Selection) else Selection(out)
         keep = selection.keep
         if keep.numel() != stage.n_keep or keep.dim() != 1:
