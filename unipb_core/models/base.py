@@ -7,14 +7,16 @@ runner and notebooks only talk to this interface.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from transformers import BatchFeature
 
-from .vision_attention import VisionAttention
+from .vision_attention import VisionAttention, capture_input
 
 
 class ModelInputError(ValueError):
@@ -39,6 +41,29 @@ class Generation:
     n_generated: int
     n_visual: int
     n_text: int
+
+
+@dataclass(frozen=True)
+class Downsampled:
+    """Visual tokens of one sample re-encoded from smaller images (the ``downsample`` baseline).
+
+    Attributes
+    ----------
+    features : Tensor ``[K, D]``
+        Projected visual tokens, ``K`` = the requested count.
+    units : LongTensor ``[K]``
+        The image (InternVL: tile) each token comes from, an index into ``unit_grids``.
+    centres : Tensor ``[K, 2]``
+        Centre of the image area each token covers, as fractional ``(row, col)`` in its unit's original
+        visual-token grid.
+    unit_grids : list of (rows, cols)
+        Original visual-token grid of every unit, in visual-token order (units are contiguous, raster order).
+    """
+
+    features: torch.Tensor
+    units: torch.Tensor
+    centres: torch.Tensor
+    unit_grids: list[tuple[int, int]]
 
 
 def to_rgb(image: Any, *, name: str = "image") -> Image.Image:
@@ -121,6 +146,76 @@ class FamilyAdapter:
     def vision_attention(self, store: dict) -> VisionAttention:
         """Recompute the feature layer's attention from what ``vision_attention_hooks`` captured."""
         raise NotImplementedError(f"{type(self).__name__} does not expose vision-encoder attention")
+
+    # ----------------------------------------------------------------- re-encoding smaller images (downsample)
+    def vision_input_hooks(self, store: dict) -> list:
+        """Register a forward pre-hook that keeps a reference to the vision tower's input (``store["pixels"]``)."""
+        return [self.vision_modules[0].register_forward_pre_hook(capture_input(store, "pixels"), with_kwargs=True)]
+
+    def downsampled_features(self, store: dict, n_keep: int) -> Downsampled:
+        """``n_keep`` visual tokens from re-encoding each image, resized, through the stock vision path.
+
+        The budget is shared among units (images; InternVL tiles) in proportion to their token counts
+        (largest remainder). Each unit is resized (bicubic, antialiased, on the processed pixels: the
+        per-channel normalisation is affine, so it commutes with the resampling) to the family's smallest
+        feasible token grid holding at least its budget (``_coarse_grid``) and re-encoded with the model's
+        own ``get_image_features``. Extra tokens are removed by averaging runs of raster-adjacent tokens:
+        run ``o`` covers ``floor(o M / k) .. floor((o + 1) M / k)`` of the ``M`` tokens (non-overlapping,
+        so at most ``M - k`` runs have two tokens and the rest stay untouched).
+        """
+        if "pixels" not in store:
+            raise ModelInputError("downsampled_features: the vision tower did not run in this forward (pass pixels)")
+        snapshot = dict(store)  # re-encoding runs the tower again, whose hooks would overwrite the store
+        grids = self._downsample_units(store)
+        sizes = [r * c for r, c in grids]
+        exact = [n_keep * n / sum(sizes) for n in sizes]
+        budgets = [int(e) for e in exact]
+        for i in sorted(range(len(sizes)), key=lambda i: (-(exact[i] - budgets[i]), i))[: n_keep - sum(budgets)]:
+            budgets[i] += 1
+        feats, units, centres = [], [], []
+        try:
+            with torch.no_grad():
+                for unit, ((rows, cols), k) in enumerate(zip(grids, budgets, strict=True)):
+                    if k == 0:
+                        continue
+                    gh, gw = self._coarse_grid(rows, cols, k)
+                    coarse = self._reencode(snapshot, unit, gh, gw)  # [gh * gw, D], raster order
+                    ii, jj = torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij")
+                    cells = torch.stack([(ii + 0.5) * rows / gh - 0.5, (jj + 0.5) * cols / gw - 0.5], -1).reshape(-1, 2)
+                    edges = [o * gh * gw // k for o in range(k + 1)]
+                    feats += [coarse[a:b].float().mean(0) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+                    centres += [cells[a:b].mean(0) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+                    units += [unit] * k
+        finally:
+            store.clear()
+            store.update(snapshot)
+        device = self.device
+        if not feats:
+            return Downsampled(torch.zeros(0, self.text_config.hidden_size, device=device, dtype=self.dtype),
+                               torch.zeros(0, dtype=torch.long), torch.zeros(0, 2), grids)  # fmt: skip
+        return Downsampled(torch.stack(feats).to(self.dtype), torch.tensor(units), torch.stack(centres), grids)
+
+    def _downsample_units(self, store: dict) -> list[tuple[int, int]]:
+        """Visual-token grid of each re-encodable unit in the captured vision input, in visual-token order."""
+        raise NotImplementedError(f"{type(self).__name__} cannot re-encode resized images")
+
+    def _coarse_grid(self, rows: int, cols: int, k: int) -> tuple[int, int]:
+        """The token grid to re-encode a ``rows x cols`` unit at for ``k`` tokens: the unit's aspect with
+        ``round(sqrt(k rows / cols))`` rows and as few columns as hold ``k`` tokens."""
+        gh = max(1, math.floor(math.sqrt(k * rows / cols) + 0.5))
+        return gh, math.ceil(k / gh)
+
+    def _reencode(self, store: dict, unit: int, rows: int, cols: int) -> torch.Tensor:
+        """Projected tokens ``[rows * cols, D]`` (raster order) of ``unit`` resized to a ``rows x cols`` token grid."""
+        raise NotImplementedError(f"{type(self).__name__} cannot re-encode resized images")
+
+    @staticmethod
+    def _resize(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """Bicubic, antialiased resize of ``[B, C, H, W]`` processed pixels (a no-op at the same size)."""
+        if tuple(pixels.shape[-2:]) == (height, width):
+            return pixels
+        out = F.interpolate(pixels.float(), size=(height, width), mode="bicubic", antialias=True, align_corners=False)
+        return out.to(pixels.dtype)
 
     def vision_feature_layer_index(self, num_layers: int) -> int:
         """Encoder layer whose output is the feature layer (``hidden_states[f]`` is layer ``f - 1``'s output)."""

@@ -18,7 +18,7 @@ from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import Qwen2_5_VLTe
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import apply_rotary_pos_emb_vision
 from transformers.vision_utils import get_vision_window_index
 
-from .base import FamilyAdapter
+from .base import FamilyAdapter, ModelInputError
 from .processors import Qwen2_5_VLImageProcessor
 from .tokenizer import build_tokenizer
 from .vision_attention import VisionAttention, capture_input, mean_received_attention
@@ -79,6 +79,39 @@ class Qwen2_5_VLAdapter(FamilyAdapter):
         start = torch.argsort(window_index).to(hidden.device) * unit
         groups = start.unsqueeze(1) + torch.arange(unit, device=hidden.device)
         return VisionAttention(scores, k.reshape(seq, -1), groups)
+
+    @staticmethod
+    def _captured_patches(store: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        _, args, kwargs = store["pixels"]
+        flat = args[0] if args else kwargs["hidden_states"]  # [patches, C * T * p * p], processor layout
+        return flat, args[1] if len(args) > 1 else kwargs["grid_thw"]
+
+    def _downsample_units(self, store: dict) -> list[tuple[int, int]]:
+        merge = self.config.vision_config.spatial_merge_size
+        units = []
+        for t, h, w in self._captured_patches(store)[1].tolist():
+            if t != 1:
+                raise ModelInputError("downsample: Qwen2.5-VL video inputs (t > 1) are not supported; images only")
+            units.append((h // merge, w // merge))
+        return units
+
+    def _reencode(self, store: dict, unit: int, rows: int, cols: int) -> torch.Tensor:
+        # Dynamic resolution: undo the processor's patchify, resize, patchify again at the smaller size.
+        vc = self.config.vision_config
+        p, m, tp, ch = vc.patch_size, vc.spatial_merge_size, vc.temporal_patch_size, vc.in_channels
+        flat, grid_thw = self._captured_patches(store)
+        sizes = grid_thw.prod(dim=-1).tolist()
+        _, h, w = grid_thw[unit].tolist()
+        patches = flat[sum(sizes[:unit]) : sum(sizes[:unit]) + h * w]
+        # Flat layout (image_processing_pil_qwen2_vl.patchify): (h/m, w/m, m, m, C, T, p, p); an image's T frames
+        # are copies, so their mean is the frame.
+        image = patches.view(h // m, w // m, m, m, ch, tp, p, p).float().mean(dim=5)
+        image = image.permute(4, 0, 2, 5, 1, 3, 6).reshape(1, ch, h * p, w * p)
+        image = self._resize(image, rows * m * p, cols * m * p)[0]
+        new = image.reshape(ch, rows, m, p, cols, m, p).permute(1, 4, 2, 5, 0, 3, 6).unsqueeze(5)
+        new = new.expand(rows, cols, m, m, ch, tp, p, p).reshape(rows * cols * m * m, ch * tp * p * p)
+        new_thw = torch.tensor([[1, rows * m, cols * m]], device=grid_thw.device, dtype=grid_thw.dtype)
+        return self.model.model.get_image_features(new.to(flat.dtype), new_thw).pooler_output[0]
 
     def visual_grids(self, inputs) -> list[tuple[int, int]]:
         # Dynamic resolution: the grid comes from image_grid_thw (t, h, w patches), merged 2x2.

@@ -48,7 +48,8 @@ class PruneContext:
     vision : dict
         Lazily computed vision-side extras, filled by the engine from the family adapter when the method sets
         ``needs_vision_attention``: ``"encoder_attention"`` -> ``models.vision_attention.VisionAttention``
-        over the sample's original visual tokens (use ``encoder_scores`` / ``encoder_keys``).
+        over the sample's original visual tokens (use ``encoder_scores`` / ``encoder_keys``); and, when it sets
+        ``needs_vision_input``, ``"downsampled"`` -> ``models.base.Downsampled`` (the images re-encoded smaller).
     """
 
     stage: Any

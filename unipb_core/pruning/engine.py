@@ -18,6 +18,8 @@ Method time (scoring + selection) is timed around ``method.select`` only, per st
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -46,7 +48,9 @@ class StageRecord:
     layer: int | None
     n_in: int
     n_out: int
-    kept: list[int]  # kept tokens as indices into the sample's original visual-token list
+    kept: list[int] | torch.Tensor  # kept tokens as indices into the sample's original visual-token list
+    # (a tensor while the prefill runs: turned into a list by ``summary()`` / ``records``, outside the timed
+    # window, because ``tolist()`` is a host sync on CUDA)
 
 
 @dataclass
@@ -144,6 +148,8 @@ class PruningEngine:
             self._handles.append(layer.register_forward_pre_hook(self._layer_hook(idx), with_kwargs=True))
         if getattr(self.method, "needs_vision_attention", False):
             self._handles.extend(m.vision_attention_hooks(self._vision_store))
+        if getattr(self.method, "needs_vision_input", False):  # re-encoding methods (downsample)
+            self._handles.extend(m.vision_input_hooks(self._vision_store))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -172,7 +178,7 @@ class PruningEngine:
     # ------------------------------------------------------------------ accounting
     @property
     def records(self) -> list[StageRecord]:
-        return [] if self._state is None else list(self._state.records)
+        return [] if self._state is None else [_listed(r) for r in self._state.records]
 
     def summary(self) -> dict[str, Any]:
         """Token accounting of the last prefill: counts per stage and per decoder layer."""
@@ -182,7 +188,7 @@ class PruningEngine:
         per_layer = list(s.visual_per_layer)
         return {
             "n_visual": s.n_visual,
-            "stages": [r.__dict__ for r in s.records],
+            "stages": [_listed(r).__dict__ for r in s.records],
             "visual_per_layer": per_layer,
             "visual_kept_mean": sum(per_layer) / len(per_layer) if per_layer else float(s.n_visual),
         }
@@ -227,14 +233,14 @@ class PruningEngine:
         key = stage.label
         if self.reuse_selections and key in self._saved:
             return self._saved[key]
-        timer = self.timer if self.timer is not None else SampleTimer(self.model.device)
+        timer = self.timer
         # An intra-LLM method runs inside the decoder loop: pause llm_prefill so that it counts decoder
         # layers only and method + llm_prefill <= prefill holds for every method.
-        paused = timer.is_open("llm_prefill")
+        paused = timer is not None and timer.is_open("llm_prefill")
         if paused:
             timer.stop("llm_prefill")
         try:
-            with timer.interval("method"):
+            with timer.interval("method") if timer is not None else contextlib.nullcontext():
                 out = self.method.select(ctx)
         finally:
             if paused:
@@ -245,9 +251,7 @@ class PruningEngine:
             raise PruningError(
                 f"method {self.method.name!r} kept {keep.numel()} tokens at {key}; the plan asks for {stage.n_keep}"
             )
-        if keep.numel() and (
-            bool((keep[1:] <= keep[:-1]).any()) or int(keep.min()) < 0 or int(keep.max()) >= ctx.n_visual
-        ):
+        if keep.numel() and bool(((keep[1:] <= keep[:-1]).any() | (keep[0] < 0) | (keep[-1] >= ctx.n_visual)).item()):
             raise PruningError(
                 f"method {self.method.name!r} returned keep indices that are not sorted, unique and within "
                 f"0..{ctx.n_visual - 1} at {key}"
@@ -262,7 +266,7 @@ class PruningEngine:
         vis_pos = view.visual_positions
         text_mask = torch.ones(hidden.shape[1], dtype=torch.bool, device=hidden.device)
         text_mask[vis_pos] = False
-        text_pos = text_mask.nonzero().squeeze(1)
+        text_pos = _positions(text_mask, hidden.shape[1] - vis_pos.numel())
         ctx = PruneContext(
             stage=stage,
             family=self.model.family,
@@ -275,23 +279,20 @@ class PruningEngine:
             generator=s.generator,
             num_layers=self.model.num_layers,
             layer_inputs=s.layer_inputs,
-            vision=self._vision_extras(),
+            vision=self._vision_extras(stage),
         )
         sel = self._select(stage, ctx)
         keep_pos, _ = torch.sort(torch.cat([text_pos, vis_pos[sel.keep.to(vis_pos.device)]]))
-        new_visual = torch.isin(keep_pos, vis_pos).nonzero().squeeze(1)
+        new_visual = _positions(torch.isin(keep_pos, vis_pos), sel.keep.numel())
         origin = view.visual_origin[sel.keep.to(view.visual_origin.device)]
         s.records.append(
-            StageRecord(
-                stage.label, stage.kind, stage.layer, int(vis_pos.numel()), int(sel.keep.numel()), origin.tolist()
-            )
+            StageRecord(stage.label, stage.kind, stage.layer, int(vis_pos.numel()), int(sel.keep.numel()), origin)
         )
         return _View(view.index[keep_pos], new_visual, origin), sel, keep_pos
 
-    def _vision_extras(self) -> dict:
-        """Lazy vision-side entries: computed only if the method asks, at most once per prefill."""
-        if not getattr(self.method, "needs_vision_attention", False):
-            return {}
+    def _vision_extras(self, stage: Stage) -> dict:
+        """Lazy vision-side entries: computed only if the method asks (encoder attention: once per prefill)."""
+        extras: dict = {}
         store = self._vision_store
 
         def encoder_attention():
@@ -305,7 +306,19 @@ class PruningEngine:
                     store["_computed"] = self.model.vision_attention(store)
             return store["_computed"]
 
-        return {"encoder_attention": encoder_attention}
+        def downsampled():
+            if "pixels" not in store:
+                raise PruningError(
+                    f"method {self.method.name!r} re-encodes the images, but the vision tower did not run in this "
+                    "forward (pass pixel values, not precomputed image embeddings)"
+                )
+            return self.model.downsampled_features(store, stage.n_keep)
+
+        if getattr(self.method, "needs_vision_attention", False):
+            extras["encoder_attention"] = encoder_attention
+        if getattr(self.method, "needs_vision_input", False):
+            extras["downsampled"] = downsampled
+        return extras
 
     @staticmethod
     def _merge(hidden: torch.Tensor, view: _View, sel: Selection) -> torch.Tensor:
@@ -334,7 +347,7 @@ class PruningEngine:
     def _lm_prefill(self, kwargs: dict, s: _Prefill):
         embeds = kwargs["inputs_embeds"]
         length = embeds.shape[1]
-        vis_pos = s.is_visual.nonzero().squeeze(1).to(embeds.device)
+        vis_pos = _positions(s.is_visual, s.n_visual).to(embeds.device)
         view = _View(
             torch.arange(length, device=embeds.device), vis_pos, torch.arange(s.n_visual, device=embeds.device)
         )
@@ -404,7 +417,7 @@ class PruningEngine:
             changed = True
         elif stage is not None:
             n = previous.visual_positions.numel()
-            s.records.append(StageRecord(stage.label, "intra", idx, n, n, previous.visual_origin.tolist()))
+            s.records.append(StageRecord(stage.label, "intra", idx, n, n, previous.visual_origin))
         view = self._current_view(idx, s)
         if view is not None:
             self._gather_layer_kwargs(kwargs, view, hidden)
@@ -470,4 +483,18 @@ class PruningEngine:
 def _complement(positions: torch.Tensor, length: int) -> torch.Tensor:
     mask = torch.ones(length, dtype=torch.bool, device=positions.device)
     mask[positions] = False
-    return mask.nonzero().squeeze(1)
+    return _positions(mask, length - positions.numel())
+
+
+def _positions(mask: torch.Tensor, count: int) -> torch.Tensor:
+    """Sorted indices of the ``count`` True entries of a 1-D ``mask``, without a host sync.
+
+    ``nonzero`` must copy its output size to the host (a CUDA sync inside the timed prefill); here the
+    count is known, and a stable sort puts the True entries first, in index order.
+    """
+    return torch.sort((~mask).to(torch.int8), stable=True).indices[:count]
+
+
+def _listed(record: StageRecord) -> StageRecord:
+    kept = record.kept
+    return dataclasses.replace(record, kept=kept.tolist()) if isinstance(kept, torch.Tensor) else record

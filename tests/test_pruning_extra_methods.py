@@ -1,0 +1,366 @@
+"""MustDrop, SparseVLM and Downsample: the contract on every family, layer-averaged budgets, fidelity to slow
+transcriptions of the rules, and SDPA == eager selections for the attention-scored ones."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import draw_image, tiny_model
+from pruning_invariants import PROMPT, check_invariants, logits
+
+from unipb_core.models.base import Downsampled, ModelInputError
+from unipb_core.pruning import PruningEngine, PruningError, Stage, get
+from unipb_core.pruning.context import PruneContext
+from unipb_core.pruning.downsample import nearest_tokens
+from unipb_core.pruning.mustdrop import filter_keep
+from unipb_core.pruning.schedule import reachable_mean
+from unipb_core.pruning.sparsevlm import recycle
+
+METHODS = ("mustdrop", "sparsevlm", "downsample")
+ATTENTION_SCORED = ("mustdrop", "sparsevlm")
+RATIOS = (0.667, 0.778, 0.889)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny models gain nothing from intra-op threads; on a shared 2-core machine under load, threads make
+    each small matmul wait for a descheduled worker (this file, measured: 175 s with 2 threads, 12-28 s with 1)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def inputs(model, image):
+    return model.build_inputs([image], PROMPT)
+
+
+def run(model, method, ratio, inputs, **kwargs):
+    with PruningEngine(model, method, ratio, seed=0) as engine:
+        with torch.no_grad():
+            out = model.model(**inputs, **kwargs)
+    return engine.summary(), out
+
+
+@pytest.mark.parametrize("ratio", RATIOS)
+@pytest.mark.parametrize("method_name", METHODS)
+def test_invariants(model, inputs, method_name, ratio):
+    check_invariants(model, method_name, ratio, inputs)
+    summary, _ = run(model, get(method_name), ratio, inputs)
+    n, layers = summary["n_visual"], model.num_layers
+    if method_name in ("mustdrop", "downsample"):  # downsample: one exact stage; mustdrop: the filter's count
+        assert abs(summary["visual_kept_mean"] - n * (1 - ratio)) <= 0.5  # is rounded once (half a token)
+    else:  # integer geometric counts: within one token of the target or of the first stage's reach
+        stage_layers = [s["layer"] for s in summary["stages"]]
+        assert abs(summary["visual_kept_mean"] - reachable_mean(n, stage_layers, layers, ratio)) <= 1.0
+
+
+@pytest.mark.parametrize("method_name", ATTENTION_SCORED)
+def test_same_selection_under_sdpa_and_eager(family, image, method_name):
+    sdpa, eager = tiny_model(family), tiny_model(family, attn_implementation="eager")
+    inputs = sdpa.build_inputs([image], PROMPT)
+    kept = [[s["kept"] for s in run(m, get(method_name), 0.667, inputs)[0]["stages"]] for m in (sdpa, eager)]
+    assert kept[0] == kept[1]
+
+
+# ---------------------------------------------------------------------------- helpers
+def make_ctx(x, n_keep, grids, vision=None):
+    n = x.shape[0]
+    return PruneContext(
+        stage=Stage("pre", None, n_keep), family="llava", visual=x, text=x[:0],
+        visual_positions=torch.arange(n), text_positions=torch.arange(0), visual_origin=torch.arange(n),
+        grids=grids, generator=torch.Generator().manual_seed(0), num_layers=8, vision=vision or {},
+    )  # fmt: skip
+
+
+def cos(a, b):
+    return float(a @ b) / (float(a.norm()) * float(b.norm()))
+
+
+def rcos(a, b):  # the merge ranks cosines rounded to 1e-6 (float noise must not reorder identical tokens)
+    return round(cos(a, b), 6)
+
+
+def top_by_loop(scores, k):
+    return sorted(sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:k])
+
+
+@pytest.fixture(scope="module")
+def eager_llava():
+    model = tiny_model("llava", attn_implementation="eager")
+    return model, model.build_inputs([draw_image()], PROMPT)
+
+
+# ---------------------------------------------------------------------------- MustDrop
+def test_mustdrop_plan_splits_the_layer_averaged_budget():
+    md = get("mustdrop")
+    assert [s.layer for s in md.plan(576, 0.889, 32)] == [None, 3] and md.plan(144, 0.5, 8)[1].layer == 1
+    for n, layers in ((576, 32), (144, 8), (1280, 28)):
+        for ratio in (0.0, 0.3, 0.667, 0.778, 0.889, 0.95):
+            pre, intra = md.plan(n, ratio, layers)
+            mean = (intra.layer * pre.n_keep + (layers - intra.layer) * intra.n_keep) / layers
+            assert n >= pre.n_keep >= intra.n_keep >= 0 and abs(mean - n * (1 - ratio)) <= 0.5
+            if ratio in (0.667, 0.778, 0.889):  # the merge removes merge_share of the tokens at study ratios
+                assert pre.n_keep == round(n * 0.75)
+
+
+def slow_spatial_merge(x, rows, cols, n_keep, w):
+    """Python-loop transcription: score tiles, merge in score order, then merge the closest clusters."""
+    windows = []
+    for r0 in range(0, rows, w):
+        for c0 in range(0, cols, w):
+            r1, c1 = min(r0 + w, rows), min(c0 + w, cols)
+            members = [r * cols + c for r in range(r0, r1) for c in range(c0, c1)]
+            centre = ((r0 + r1 - 1) // 2) * cols + (c0 + c1 - 1) // 2
+            pairs = [rcos(x[i], x[j]) for i in members for j in members if i != j]
+            windows.append((round(sum(pairs) / len(pairs), 6) if pairs else -math.inf, members, centre))
+    clusters = {i: [i] for i in range(len(x))}
+    remove = len(x) - n_keep
+    for _, members, centre in sorted(windows, key=lambda t: -t[0]):  # sorted() is stable: ties keep tile order
+        if remove == 0:
+            break
+        others = [i for i in members if i != centre]
+        others = sorted(others, key=lambda i: (-rcos(x[centre], x[i]), i))[:remove]
+        for i in others:
+            clusters[centre] += clusters.pop(i)
+        remove -= len(others)
+
+    def mean(c):
+        return torch.stack([x[i] for i in c]).mean(0)
+
+    while remove:
+        alive = sorted(clusters)
+        a, b = max(
+            ((a, b) for a in alive for b in alive if a != b),
+            key=lambda p: rcos(mean(clusters[p[0]]), mean(clusters[p[1]])),
+        )
+        a, b = min(a, b), max(a, b)
+        clusters[a] += clusters.pop(b)
+        remove -= 1
+    keep = sorted(clusters)
+    return keep, torch.stack([mean(clusters[k]) for k in keep])
+
+
+@pytest.mark.parametrize(("rows", "cols", "n_keep", "window"), [(5, 7, 20, 3), (4, 4, 9, 2), (3, 4, 2, 2)])
+def test_mustdrop_spatial_merge_matches_slow_transcription(rows, cols, n_keep, window):
+    g = torch.Generator().manual_seed(rows * cols + n_keep)
+    base = torch.randn(4, 6, generator=g)
+    x = base[torch.randint(0, 4, (rows * cols,), generator=g)] + 0.4 * torch.randn(rows * cols, 6, generator=g)
+    sel = get("mustdrop", window=window).select(make_ctx(x, n_keep, [(rows, cols)]))
+    keep, merged = slow_spatial_merge(x, rows, cols, n_keep, window)
+    assert sel.keep.tolist() == keep  # (3, 4, 2, 2) exhausts the tiles: the fallback merges clusters
+    torch.testing.assert_close(sel.merged, merged)
+
+
+def test_mustdrop_spatial_merge_by_hand():
+    # 4x4 grid, 2x2 tiles: the upper-right tile is four copies of one vector, so it merges first (into its
+    # centre, the tile's upper-left token 2); one more removal goes to the next best tile, partially.
+    x = torch.randn(16, 3, generator=torch.Generator().manual_seed(0))
+    x[[2, 3, 6, 7]] = torch.tensor([1.0, 2.0, 3.0])
+    x[8], x[9] = torch.tensor([5.0, 0, 0]), torch.tensor([4.0, 0.1, 0])  # lower-left tile: 8 ~ 9
+    sel = get("mustdrop", window=2).select(make_ctx(x, 12, [(4, 4)]))
+    assert 3 not in sel.keep.tolist() and 2 in sel.keep.tolist()
+    torch.testing.assert_close(sel.merged[sel.keep.tolist().index(2)], torch.tensor([1.0, 2.0, 3.0]))
+    sel = get("mustdrop", window=2).select(make_ctx(x, 16, [(4, 4)]))  # ratio 0: nothing merges
+    assert sel.keep.tolist() == list(range(16)) and torch.equal(sel.merged, x)
+
+
+def test_mustdrop_filter_keeps_the_key_set_first():
+    dual = torch.tensor([0.5, 3.0, 2.0, 0.1, 1.0])
+    key = torch.tensor([0.0, 0.0, 0.0, 9.0, 8.0])
+    assert filter_keep(dual, key, 3, 0).tolist() == [1, 2, 4]
+    assert filter_keep(dual, key, 3, 1).tolist() == [1, 2, 3]
+    assert filter_keep(dual, key, 2, 5).tolist() == [3, 4]  # key set larger than the budget: top of it
+
+
+def test_mustdrop_filter_matches_eager_attention(eager_llava):
+    model, inputs = eager_llava
+    ratio = 0.667
+    summary, out = run(model, get("mustdrop", key_share=0.0), ratio, inputs, output_attentions=True)
+    pre, intra = summary["stages"]
+    k = intra["layer"]
+    v0 = int(model.visual_mask(inputs["input_ids"][0]).nonzero()[0])
+    visual = list(range(v0, v0 + pre["n_out"]))  # one image: its kept tokens stay contiguous
+    attn = out.attentions[k - 1][0].float().mean(dim=0)  # head mean over the pruned sequence
+    text = range(visual[-1] + 1, attn.shape[0])
+    glob = [sum(float(attn[t, v]) for t in text) for v in visual]
+    indiv = [max(float(attn[t, v]) for t in text) for v in visual]
+    scores = [max(g / (0.001 * sum(glob)), i / 0.001) for g, i in zip(glob, indiv, strict=True)]
+    expected = [pre["kept"][j] for j in top_by_loop(scores, intra["n_out"])]
+    assert intra["kept"] == expected
+
+
+def test_mustdrop_key_set_is_the_top_encoder_attention(eager_llava):
+    model, inputs = eager_llava
+    store: dict = {}
+    handles = model.vision_attention_hooks(store)
+    try:
+        with torch.no_grad():
+            model.model(**inputs)
+            encoder = model.vision_attention(store).scores
+    finally:
+        for h in handles:
+            h.remove()
+    summary, _ = run(model, get("mustdrop", key_share=1.0), 0.778, inputs)
+    pre, intra = summary["stages"]
+    entering = [float(encoder[i]) for i in pre["kept"]]
+    assert intra["kept"] == [pre["kept"][j] for j in top_by_loop(entering, intra["n_out"])]
+
+
+# ---------------------------------------------------------------------------- SparseVLM
+def test_sparsevlm_default_layers_scale_with_depth():
+    sv = get("sparsevlm")
+    assert [s.layer for s in sv.plan(576, 0.5, 32)] == [3, 7, 16]
+    assert [s.layer for s in sv.plan(576, 0.5, 28)] == [3, 6, 14]
+    assert [s.layer for s in sv.plan(144, 0.5, 8)] == [1, 2, 4]
+
+
+def test_sparsevlm_first_stage_matches_eager_attention(eager_llava):
+    model, inputs = eager_llava
+    summary, out = run(model, get("sparsevlm"), 0.667, inputs, output_attentions=True, output_hidden_states=True)
+    first = summary["stages"][0]
+    k = first["layer"]
+    visual = model.visual_mask(inputs["input_ids"][0]).nonzero().squeeze(1).tolist()
+    hidden = out.hidden_states[k - 1][0].float()  # the input of layer K-1 (stages before K-1: none)
+    text = list(range(visual[-1] + 1, hidden.shape[0]))
+    relevance = [0.0] * len(text)
+    for v in visual:
+        logits_v = torch.tensor([float(hidden[v] @ hidden[t]) for t in text])
+        for j, p in enumerate(torch.softmax(logits_v, 0).tolist()):
+            relevance[j] += p / len(visual)
+    raters = [t for t, r in zip(text, relevance, strict=True) if r > sum(relevance) / len(relevance)]
+    attn = out.attentions[k - 1][0].float()
+    scores = [float(attn[:, raters, v].mean()) for v in visual]
+    assert first["kept"] == top_by_loop(scores, first["n_out"])
+
+
+def test_sparsevlm_recycling_matches_slow_transcription():
+    x = torch.randn(10, 4, generator=torch.Generator().manual_seed(1))
+    scores = torch.tensor([0.9, 0.1, 0.8, 0.3, 0.7, 0.2, 0.6, 0.05, 0.5, 0.4])
+    keep = torch.tensor([0, 2, 4, 6])
+    merged = recycle(x, keep, scores, 0.3)
+    deleted = [i for i in range(10) if i not in keep.tolist()]
+    n_rec = int(len(deleted) * 0.3) + 1  # 6 deleted -> 2 recycled: 8 (0.5) and 9 (0.4)
+    recycled = sorted(deleted, key=lambda i: -float(scores[i]))[:n_rec]
+    assert recycled == [8, 9]
+    groups = {k: [k] for k in keep.tolist()}
+    for r in recycled:
+        groups[max(keep.tolist(), key=lambda k: (cos(x[r], x[k]), -k))].append(r)
+    expected = torch.stack([x[g].mean(0) for g in groups.values()])
+    torch.testing.assert_close(merged, expected)
+    assert recycle(x, torch.arange(10), scores, 0.3) is None  # nothing deleted
+    assert recycle(x, keep[:0], scores, 0.3) is None  # withdrawal: nothing to merge into
+
+
+def test_sparsevlm_recycled_features_reach_the_next_layer(eager_llava):
+    model, inputs = eager_llava
+    few_summary, few = run(model, get("sparsevlm", recycle_share=0.0), 0.667, inputs)  # int(0 * n) + 1: one token
+    many_summary, many = run(model, get("sparsevlm", recycle_share=1.0), 0.667, inputs)
+    assert few_summary["stages"][0] == many_summary["stages"][0]  # the same first selection ...
+    assert not torch.allclose(few.logits, many.logits)  # ... with different merged features
+
+
+# ---------------------------------------------------------------------------- Downsample
+def test_downsample_at_ratio_zero_is_the_stock_model(model, inputs):
+    """Re-encoding at the original size goes through the stock vision path (Qwen: patchify undone and redone)."""
+    summary, out = run(model, get("downsample"), 0.0, inputs)
+    assert summary["stages"][0]["kept"] == list(range(144))
+    torch.testing.assert_close(out.logits, logits(model, inputs), rtol=0, atol=1e-6)
+
+
+def qwen_image(model, inputs):
+    """Python-loop transcription of the Qwen processor's patch layout back to a [C, H, W] image."""
+    vc = model.config.vision_config
+    p, m, tp = vc.patch_size, vc.spatial_merge_size, vc.temporal_patch_size
+    flat = inputs["pixel_values"]
+    _, h, w = inputs["image_grid_thw"][0].tolist()
+    image = torch.zeros(3, h * p, w * p)
+    row = 0
+    for a in range(h // m):
+        for b in range(w // m):
+            for mh in range(m):
+                for mw in range(m):
+                    patch = flat[row].view(3, tp, p, p)[:, 0]
+                    r, c = (a * m + mh) * p, (b * m + mw) * p
+                    image[:, r : r + p, c : c + p] = patch
+                    row += 1
+    return image
+
+
+def slow_coarse_tokens(model, inputs, side):
+    """The stock vision path on the image resized to a ``side x side`` token grid, written out per family."""
+    cfg, inner = model.config, model.model.model
+    pixels = inputs["pixel_values"]
+
+    def resize(x, size):
+        return F.interpolate(x.float(), size=(size, size), mode="bicubic", antialias=True, align_corners=False)
+
+    with torch.no_grad():
+        if model.family == "llava":
+            out = inner.vision_tower(
+                resize(pixels, side * 14), output_hidden_states=True, interpolate_pos_encoding=True
+            )
+            return inner.multi_modal_projector(out.hidden_states[cfg.vision_feature_layer][0, 1:])
+        if model.family == "internvl":
+            hidden = inner.vision_tower(pixel_values=resize(pixels, side * 28)).last_hidden_state[:, 1:]
+            shuffled = inner.pixel_shuffle(hidden.reshape(1, 2 * side, 2 * side, -1), 0.5)
+            return inner.multi_modal_projector(shuffled.reshape(side * side, -1))
+        image = resize(qwen_image(model, inputs)[None], side * 28)[0].numpy()
+        flat, gh, gw = model.processor.image_processor.patchify(image, 14, 2, 2)
+        thw = torch.tensor([[1, gh, gw]])
+        return inner.get_image_features(torch.from_numpy(np.ascontiguousarray(flat)), thw).pooler_output[0]
+
+
+def test_downsample_matches_slow_transcription(model, inputs):
+    ratio, n_keep, side = 0.778, 32, 6  # 32 tokens: a 6 x 6 re-encoding, four raster runs of two averaged
+    coarse = slow_coarse_tokens(model, inputs, side)
+    edges = [o * side * side // n_keep for o in range(n_keep + 1)]
+    runs = [list(range(a, b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    assert sum(len(r) == 2 for r in runs) == 4
+    centre = [((i // side + 0.5) * 2 - 0.5, (i % side + 0.5) * 2 - 0.5) for i in range(side * side)]
+    taken, anchors = set(), []
+    for run_ in runs:
+        r = sum(centre[i][0] for i in run_) / len(run_)
+        c = sum(centre[i][1] for i in run_) / len(run_)
+        best = min((t for t in range(144) if t not in taken), key=lambda t: ((t // 12 - r) ** 2 + (t % 12 - c) ** 2, t))
+        taken.add(best)
+        anchors.append(best)
+    features = torch.stack([coarse[run_].mean(0) for run_ in runs])
+    store: dict = {}
+    handles = model.vision_input_hooks(store)
+    try:
+        with torch.no_grad():
+            model.model(**inputs)
+        ds = model.downsampled_features(store, n_keep)
+    finally:
+        for h in handles:
+            h.remove()
+    assert nearest_tokens(ds).tolist() == anchors
+    torch.testing.assert_close(ds.features, features, rtol=1e-4, atol=1e-5)
+    summary, _ = run(model, get("downsample"), ratio, inputs)
+    assert summary["stages"][0]["kept"] == sorted(anchors)
+
+
+def test_downsample_nearest_tokens_by_hand():
+    # A 2 x 2 coarse grid on a 4 x 4 unit: centres (0.5, 0.5) ... equidistant from four tokens -> lowest index.
+    centres = torch.tensor([[0.5, 0.5], [0.5, 2.5], [2.5, 0.5], [2.5, 2.5]])
+    ds = Downsampled(torch.zeros(4, 2), torch.zeros(4, dtype=torch.long), centres, [(4, 4)])
+    assert nearest_tokens(ds).tolist() == [0, 2, 8, 10]
+    # Two units; a collision: the second token takes the next nearest free one.
+    ds = Downsampled(torch.zeros(3, 2), torch.tensor([0, 0, 1]), torch.tensor([[0.0, 0.0], [0.1, 0.0], [0.0, 1.0]]),
+                     [(2, 2), (1, 3)])  # fmt: skip
+    assert nearest_tokens(ds).tolist() == [0, 2, 5]
+
+
+def test_downsample_refusal_names_the_family():
+    def refuse():
+        raise ModelInputError("video inputs are not supported")
+
+    ctx = make_ctx(torch.zeros(4, 2), 2, [(2, 2)], vision={"downsampled": refuse})
+    with pytest.raises(PruningError, match="downsample cannot run on llava: video inputs"):
+        get("downsample").select(ctx)

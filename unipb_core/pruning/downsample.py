@@ -1,0 +1,88 @@
+"""Downsample: the same image, resized so that the vision encoder itself emits the kept number of tokens.
+
+Reference: a baseline beyond the study, argued for by VTC-Bench (Liao et al., "Are We Using the Right
+Benchmark: An Evaluation Framework for Visual Token Compression Methods", arXiv 2510.07143): plain image
+downsampling is a strong reference point that many pruning methods fail to beat.
+Rule: each image (InternVL: tile) is resized and re-encoded through the model's own vision tower and
+projector so that it yields its share of ``n_keep`` tokens (``FamilyAdapter.downsampled_features``); the
+re-encoded tokens replace the originals and sit at the ``n_keep`` original tokens nearest to the centres of
+the image areas they cover (squared distance on the token grid; coarse tokens in raster order each take
+the nearest free original token, ties to the lowest index), so their positions keep their meaning.
+Parameters: none. Stage: pre-LLM (merges: the kept tokens' features are the re-encoded ones).
+
+Per family (the adapter's ``_coarse_grid`` / ``_reencode``):
+- LLaVA: any token grid; CLIP's learned position embeddings are interpolated (``interpolate_pos_encoding``).
+- InternVL: square token grids only (the stock ``get_image_features`` reshapes a square patch grid before
+  the pixel shuffle): side ``ceil(sqrt(k))``, patch grid twice that (even, so the shuffle is exact).
+- Qwen2.5-VL: the processor's patchify is undone, the image resized and patchified again; ``grid_thw``
+  changes with it (dynamic resolution; the processor's ``min_pixels`` does not apply).
+When the feasible grid holds more than ``k`` tokens (``k`` not a product of the grid's sides, e.g. 32 or 48
+on a square), the extra tokens are averaged away in runs of raster-adjacent tokens, giving exactly ``k``.
+Deviations: the full-size encoding still runs (the engine acts after the projector), so the vision time is
+not reduced and the second, smaller vision forward is timed twice: inside ``method`` and as a second
+``vision`` entry; the resize is applied to the processed pixels (bicubic, antialiased) rather than to the
+decoded image before the processor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from ..models.base import Downsampled, ModelInputError
+from .base import PruningMethod, Selection
+from .context import PruneContext
+from .engine import PruningError
+from .registry import register
+
+
+def nearest_tokens(ds: Downsampled) -> torch.Tensor:
+    """For each re-encoded token, the nearest free original visual token (index into the visual-token list)."""
+    offsets = [0]
+    for rows, cols in ds.unit_grids:
+        offsets.append(offsets[-1] + rows * cols)
+    anchors = torch.empty(ds.units.numel(), dtype=torch.long)
+    for unit, (rows, cols) in enumerate(ds.unit_grids):
+        members = (ds.units == unit).nonzero().squeeze(1)
+        if members.numel() == 0:
+            continue
+        ii, jj = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
+        grid = torch.stack([ii.reshape(-1), jj.reshape(-1)], dim=1).float()  # [R * C, 2] raster order
+        dist = (ds.centres[members].float().unsqueeze(1) - grid).pow(2).sum(-1)  # exact on half-integer centres
+        orders = torch.argsort(dist, dim=1, stable=True)
+        heads = orders[:, :9].tolist()  # collisions are rare: only look further when the nine nearest are taken
+        taken: set[int] = set()
+        for i, row in enumerate(members.tolist()):
+            cell = next((c for c in heads[i] if c not in taken), None)
+            if cell is None:
+                cell = next(c for c in orders[i].tolist() if c not in taken)
+            taken.add(cell)
+            anchors[row] = offsets[unit] + cell
+    return anchors
+
+
+@register
+@dataclass
+class Downsample(PruningMethod):
+    name = "downsample"
+    category = "baseline"
+    stage_kind = "pre"
+    merges: ClassVar[bool] = True
+    needs_vision_input: ClassVar[bool] = True
+
+    def select(self, ctx: PruneContext) -> Selection:
+        try:
+            ds = ctx.vision["downsampled"]()
+        except (ModelInputError, NotImplementedError) as exc:
+            raise PruningError(f"downsample cannot run on {ctx.family}: {exc}") from exc
+        total = sum(r * c for r, c in ds.unit_grids)
+        if total != ctx.n_visual:
+            raise PruningError(
+                f"downsample on {ctx.family}: the re-encoded images cover {total} visual tokens, the sample has "
+                f"{ctx.n_visual} (the grid of the captured vision input does not match the prompt)"
+            )
+        anchors = nearest_tokens(ds).to(ctx.visual.device)
+        keep, order = torch.sort(anchors)
+        return Selection(keep, ds.features.to(ctx.visual.device)[order])
