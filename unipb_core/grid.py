@@ -98,8 +98,8 @@ def validate(raw: dict[str, Any]) -> Params:
         if name not in methods:
             _fail("methods", name, methods)
     for name in params.method_params:
-        if name not in params.methods:
-            _fail("method_params", name, list(params.methods))
+        if name not in _methods(params):  # an empty method list means every registered method
+            _fail("method_params", name, _methods(params))
     for ratio in params.ratios:
         if not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
             raise ParamsError(f"params key 'ratios': {ratio!r} is outside [0, 1) (the share of visual tokens removed)")
@@ -116,9 +116,8 @@ def validate(raw: dict[str, Any]) -> Params:
     # Method parameters are checked by instantiating each method now, before any model loads.
     from .pruning import get
 
-    for name in params.methods:
-        if name != VANILLA:
-            get(name, **params.method_params.get(name, {}))
+    for name in _methods(params):
+        get(name, **params.method_params.get(name, {}))
     return params
 
 

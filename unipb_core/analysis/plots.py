@@ -58,7 +58,7 @@ def plot_accuracy_vs_ratio(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0) 
         if pd.notna(vanilla):
             ax.axhline(vanilla, color="black", linestyle="--", linewidth=1, label=VANILLA)
         ax.set(title=model, xlabel="share of visual tokens removed", ylabel="accuracy")
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # 15+ methods: keep the data visible
     return fig
 
 
@@ -114,7 +114,7 @@ def plot_pareto(data: Finding | pd.DataFrame, latency: str = "t_prefill") -> Fig
         front = sub[sub["on_front"]].sort_values("latency")
         ax.plot(front["latency"], front["accuracy"], color="black", linewidth=1, zorder=0)
         ax.set(title=model, xlabel="median latency (s)", ylabel="accuracy")
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # 15+ methods: keep the data visible
     return fig
 
 
