@@ -63,7 +63,14 @@ def test_grid_always_adds_vanilla_and_seeded_random():
         ({"seeds": []}, r"'seeds'"),
         ({"limit": 0}, r"'limit'"),
         ({"executor": "slurm"}, r"'executor': 'slurm'.*Accepted: local, ray"),
-        ({"method_params": {"random_intra": {"lyer": 3}}}, r"'method_params': 'random_intra'"),
+        (
+            {"method_params": {"random_intra": {"lyer": 3}}},
+            r"'method_params'.*unknown parameter.*lyer; accepted: layer",
+        ),
+        (
+            {"methods": ["fastv"], "method_params": {"fastvv": {}}},
+            r"'method_params': 'fastvv' is not accepted.*Did you mean: fastv",
+        ),
     ],
 )
 def test_bad_params_are_rejected_before_any_model_loads(tmp_path, monkeypatch, bad, message):

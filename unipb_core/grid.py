@@ -117,7 +117,10 @@ def validate(raw: dict[str, Any]) -> Params:
     from .pruning import get
 
     for name in _methods(params):
-        get(name, **params.method_params.get(name, {}))
+        try:
+            get(name, **params.method_params.get(name, {}))
+        except ValueError as exc:
+            raise ParamsError(f"params key 'method_params': {exc}") from exc
     return params
 
 
@@ -134,8 +137,10 @@ def load_params(path: str | os.PathLike, **overrides: Any) -> Params:
 
 
 def _methods(params: Params) -> list[str]:
-    """The methods to run: the listed ones, or every registered method when the list is empty."""
-    return [m for m in (params.methods or available_methods()) if m != VANILLA]
+    """The pruning methods to run: the listed ones (every registered one when the list is empty), plus the
+    seeded random baselines, which every grid carries."""
+    listed = [m for m in (params.methods or available_methods()) if m != VANILLA]
+    return listed + [b for b in RANDOM_BASELINES if b not in listed]
 
 
 def _dataset_entries(params: Params) -> list[tuple[str, str | None]]:
@@ -153,9 +158,6 @@ def _dataset_entries(params: Params) -> list[tuple[str, str | None]]:
 def expand(params: Params) -> list[Cell]:
     """All cells of the grid: vanilla once, random baselines per seed, other methods at the first seed."""
     methods = _methods(params)
-    for baseline in RANDOM_BASELINES:
-        if baseline not in methods:
-            methods.append(baseline)
     cells = []
     for model in params.models:
         for dataset, dimension in _dataset_entries(params):
