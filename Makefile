@@ -22,8 +22,7 @@ test: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 report: install
-	HF_HUB_OFFLINE=1 $(BIN)/unipb run $(PARAMS)
-	HF_HUB_OFFLINE=1 $(BIN)/unipb findings --params $(PARAMS) --csv reports/findings.csv
+	HF_HUB_OFFLINE=1 $(BIN)/unipb report $(PARAMS)
 
 lint: install
 	$(BIN)/ruff check unipb_core tests benchmarks

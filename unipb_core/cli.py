@@ -99,6 +99,29 @@ def cmd_findings(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Evaluate a grid through notebooks (one per model x dimension), analyse it, and render the HTML report."""
+    import pandas as pd
+    from papermill import PapermillExecutionError
+
+    from .grid import ParamsError
+    from .report import run_report
+
+    try:
+        html = run_report(args.params, out_dir=args.out, store=args.store, progress=not args.quiet)
+    except ParamsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except PapermillExecutionError as exc:
+        print(f"error: a notebook failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}", file=sys.stderr)
+        print(f"the partial notebook is kept under {args.out}/ (runs/ or analysis.ipynb)", file=sys.stderr)
+        return 1
+    for row in pd.read_csv(html.parent / "tables" / "findings.csv").itertuples():
+        print(f"[{row.status}] {row.finding}: {row.verdict}")
+    print(f"report: {html}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unipb", description="UniPruneBench workbook")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -117,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     findings.add_argument("--params", default=None, help="read the store path from this params YAML instead")
     findings.add_argument("--csv", default=None, help="also write the findings table to this CSV")
     findings.set_defaults(func=cmd_findings)
+    report = sub.add_parser("report", help="run a grid through the notebooks and render reports/analysis.html")
+    report.add_argument("params", nargs="?", default="params/smoke.yaml", help="params YAML (default: the smoke grid)")
+    report.add_argument("--out", default="reports", help="output folder: runs/, figures/, tables/, analysis.html")
+    report.add_argument("--store", default=None, help="override the results store path")
+    report.add_argument("--quiet", action="store_true", help="no progress bars")
+    report.set_defaults(func=cmd_report)
     return parser
 
 
