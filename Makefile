@@ -28,5 +28,7 @@ lint: install
 	$(BIN)/ruff check unipb_core tests benchmarks
 	$(BIN)/ruff format --check unipb_core tests benchmarks
 
+# Speed-ups measured side by side with the FLOPs-ideal ones (CSV + plot in reports/benchmarks/).
+BENCH_ARGS ?=
 bench: install
-	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/load_and_generate.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/run.py $(BENCH_ARGS)

@@ -1,0 +1,72 @@
+"""The speed benchmark's machinery runs and writes well-formed rows (no assertions on speed)."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+# benchmarks/ is a folder of scripts at the repository root, not part of the installed package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import architectures, report, run  # noqa: E402
+from unipb_core.flops import LMDims  # noqa: E402
+from unipb_core.models import FAMILIES  # noqa: E402
+
+
+def test_run_writes_rows_targets_and_table(tmp_path, capsys):
+    df = run.main(["--models", "tiny-random:llava", "--methods", "random_pre,fastv", "--ratios", "0,88.9",
+                   "--samples", "1", "--warmup", "0", "--repeats", "1", "--new-tokens", "2", "--device", "cpu",
+                   "--out", str(tmp_path), "--no-plot"])  # fmt: skip
+    assert list(df["method"]) == ["vanilla", "random_pre", "fastv"]
+    assert df["error"].isna().all()
+    assert list(df["stage"]) == ["none", "pre", "intra"]
+    for _, row in df.iterrows():
+        assert row["t_prefill"] <= row["t_total"] and row["t_prefill"] + row["t_decode"] <= row["t_total"]
+        assert row["t_llm_prefill"] + (0.0 if math.isnan(row["t_method"]) else row["t_method"]) <= row["t_prefill"]
+        assert row["tokens_generated"] == 2 and row["n_visual"] == 144 and row["peak_mem_bytes"] > 0
+    vanilla, pre = df.iloc[0], df.iloc[1]
+    assert vanilla["ideal_speedup"] == 1.0 and pre["ideal_speedup"] > 1.0
+    assert pre["visual_kept_mean"] == 16  # 144 * (1 - 8/9)
+    assert pre["speedup_vs_ideal"] == pytest.approx(pre["llm_prefill_speedup"] / pre["ideal_speedup"])
+    written = pd.read_csv(tmp_path / "pruning_speed.csv")
+    assert len(written) == 3 and {"t_llm_prefill", "flops", "cpu_name", "attn_implementation"} <= set(written)
+    targets = pd.read_csv(tmp_path / "targets.csv")
+    assert set(targets["target"]) >= {"harness_share", "method_share (pre)", "method_share (intra)"}
+    out = capsys.readouterr().out
+    assert "random_pre" in out and "Targets" in out
+
+
+def test_plot_is_written(tmp_path):
+    rows = []
+    for method, stage, t, flops in (("vanilla", "none", 1.0, 8.0), ("a", "pre", 0.4, 2.0), ("b", "intra", 0.5, 3.0)):
+        rows.append({"model": "m", "method": method, "ratio": 0.0 if method == "vanilla" else 8 / 9,
+                     "stage": stage, "t_llm_prefill": t, "t_prefill": t + 0.2, "t_total": t + 0.5, "t_decode": 0.2,
+                     "t_vision": 0.1, "t_method": 0.01, "t_harness": 0.001, "flops": flops})  # fmt: skip
+    df = report.derive(pd.DataFrame(rows))
+    assert df.loc[1, "llm_prefill_speedup"] == pytest.approx(2.5) and df.loc[1, "ideal_speedup"] == 4.0
+    assert report.plot(df, tmp_path / "p.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("name", list(architectures.ARCHITECTURES))
+def test_architectures_keep_real_shapes_and_token_counts(name):
+    arch = architectures.ARCHITECTURES[name]
+    _, tiny = FAMILIES[arch.family].build_tiny(0)
+    full = LMDims.from_config(arch.config(tiny.tokenizer, 1))
+    expected = {"llava-1.5-7b": (4096, 11008, 32, 32, 32), "internvl3-8b": (3584, 18944, 28, 28, 4),
+                "qwen2.5-vl-7b": (3584, 18944, 28, 28, 4)}[name]  # fmt: skip
+    assert (full.hidden, full.intermediate, full.n_layers, full.n_heads, full.n_kv_heads) == expected
+    assert full.head_dim == 128
+    reduced = LMDims.from_config(arch.config(tiny.tokenizer, 8))
+    assert reduced.head_dim == 128 and reduced.n_heads % reduced.n_kv_heads == 0 and reduced.n_layers < full.n_layers
+    processor = arch.processor(tiny)
+    image = Image.new("RGB", (arch.image_size, arch.image_size), "white")
+    content = [{"type": "image"}, {"type": "text", "text": "What is shown?"}]
+    prompt = processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
+                                           tokenize=False)  # fmt: skip
+    ids = processor(images=[image], text=prompt, return_tensors="pt")["input_ids"][0]
+    assert int((ids == processor.image_token_id).sum()) == arch.n_visual
