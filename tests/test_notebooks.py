@@ -98,7 +98,8 @@ def test_notebooks_under_nbval(tiny_report, tmp_path):
         pm.execute_notebook(
             report.NOTEBOOKS / f"{name}.ipynb", copies[-1], parameters=parameters[name], prepare_only=True
         )
-    command = [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q", *map(str, copies)]
+    command = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-cell-timeout=600", "-p", "no:cacheprovider",
+               "-q", *map(str, copies)]  # fmt: skip
     with report.kernel_env() as env:
         run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
@@ -117,6 +118,7 @@ def test_explore_draws_the_default_sample_headless(tmp_path):
             parameters={"model": model, "n_samples": 2},
             kernel_name="python3",
             progress_bar=False,
+            execution_timeout=600,  # a lost kernel message fails the test instead of hanging CI
         )
     state = nbformat.read(target, as_version=4).metadata["widgets"]["application/vnd.jupyter.widget-state+json"]
     outputs = [o for w in state["state"].values() if w["model_name"] == "OutputModel" for o in w["state"]["outputs"]]
