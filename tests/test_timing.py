@@ -89,6 +89,18 @@ def test_cpu_peak_memory_sees_a_large_allocation():
         assert SampleTimer().peak_memory()[0] < peak
 
 
+def test_an_ignored_vmhwm_reset_is_reported_as_a_lifetime_peak(monkeypatch):
+    import unipb_core.timing as timing
+
+    if timing.memory_source() != "proc_vmhwm":
+        pytest.skip("no resettable VmHWM on this machine")
+    # A sandbox that accepts the clear_refs write but leaves the mark at the lifetime peak.
+    monkeypatch.setattr(timing, "_proc_status_bytes", lambda *f: {"VmHWM": 900 * 2**20, "VmRSS": 300 * 2**20})
+    monkeypatch.setattr(timing, "_vmhwm_reset_ignored", False)
+    assert SampleTimer().memory_source == "getrusage_maxrss"
+    assert timing.memory_source() == "getrusage_maxrss"  # the environment record says the same afterwards
+
+
 def test_repeat_timed_excludes_warmups_and_summarises():
     calls = []
 
