@@ -139,9 +139,19 @@ class FamilyAdapter:
         return [self.model.model.vision_tower, self.model.model.multi_modal_projector]
 
     # ----------------------------------------------------------------- vision-encoder attention
-    def vision_attention_hooks(self, store: dict) -> list:
-        """Register forward pre-hooks that keep references to the encoder inputs ``vision_attention`` needs."""
+    def vision_encoder_layers(self) -> torch.nn.ModuleList:
+        """The vision encoder's transformer layers, for families whose feature layer is one of them."""
         raise NotImplementedError(f"{type(self).__name__} does not expose vision-encoder attention")
+
+    def vision_attention_hooks(self, store: dict) -> list:
+        """Register forward pre-hooks that keep references to the encoder inputs ``vision_attention`` needs.
+
+        Default: the input of the feature layer (``store["layer"]``), from which ``vision_attention``
+        recomputes that layer's attention rows.
+        """
+        layers = self.vision_encoder_layers()
+        layer = layers[self.vision_feature_layer_index(len(layers))]
+        return [layer.register_forward_pre_hook(capture_input(store, "layer"), with_kwargs=True)]
 
     def vision_attention(self, store: dict) -> VisionAttention:
         """Recompute the feature layer's attention from what ``vision_attention_hooks`` captured."""

@@ -20,7 +20,7 @@ from transformers import (
 from .base import FamilyAdapter
 from .processors import InternVLImageProcessor
 from .tokenizer import build_tokenizer
-from .vision_attention import VisionAttention, capture_input, cls_row_attention
+from .vision_attention import VisionAttention, cls_row_attention
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
@@ -42,13 +42,8 @@ class InternVLAdapter(FamilyAdapter):
         "that pixel shuffle folds into each visual token; keys are the mean of those 4 patches' keys"
     )
 
-    def _feature_encoder_layer(self) -> torch.nn.Module:
-        layers = self.model.model.vision_tower.encoder.layer
-        return layers[self.vision_feature_layer_index(len(layers))]
-
-    def vision_attention_hooks(self, store: dict) -> list:
-        hook = capture_input(store, "layer")
-        return [self._feature_encoder_layer().register_forward_pre_hook(hook, with_kwargs=True)]
+    def vision_encoder_layers(self) -> torch.nn.ModuleList:
+        return self.model.model.vision_tower.encoder.layer
 
     def vision_attention(self, store: dict) -> VisionAttention:
         layer, args, kwargs = store["layer"]

@@ -17,7 +17,7 @@ from transformers import (
 
 from .base import FamilyAdapter, ModelInputError
 from .tokenizer import build_tokenizer
-from .vision_attention import VisionAttention, capture_input, cls_row_attention
+from .vision_attention import VisionAttention, cls_row_attention
 
 # The llava-hf chat template, reduced to what the benchmark sends (user turn: images, then text).
 CHAT_TEMPLATE = (
@@ -36,13 +36,8 @@ class LlavaAdapter(FamilyAdapter):
     position_scheme = "rope1d"
     vision_attention_note = "CLIP [CLS] -> patch attention at the feature layer (-2), mean over heads"
 
-    def _feature_encoder_layer(self) -> torch.nn.Module:
-        layers = self.model.model.vision_tower.encoder.layers
-        return layers[self.vision_feature_layer_index(len(layers))]
-
-    def vision_attention_hooks(self, store: dict) -> list:
-        hook = capture_input(store, "layer")
-        return [self._feature_encoder_layer().register_forward_pre_hook(hook, with_kwargs=True)]
+    def vision_encoder_layers(self) -> torch.nn.ModuleList:
+        return self.model.model.vision_tower.encoder.layers
 
     def vision_attention(self, store: dict) -> VisionAttention:
         layer, args, kwargs = store["layer"]
