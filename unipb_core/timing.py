@@ -28,8 +28,6 @@ INTERVALS = ("preprocess", "vision", "method", "prefill", "llm_prefill", "decode
 SYNC_INTERVALS = ("total", "prefill")
 
 _CLEAR_REFS = "/proc/self/clear_refs"
-_RESET_SLACK_BYTES = 8 * 2**20  # RSS may grow a little between the reset and the check
-_vmhwm_reset_ignored = False  # set once a clear_refs reset is seen to have no effect
 _STATUS = "/proc/self/status"
 
 
@@ -154,22 +152,15 @@ class SampleTimer:
         return read_peak_memory(self.device, self.memory_source), self.memory_source
 
 
-def _proc_status_bytes(*fields: str) -> dict[str, int]:
-    """Read ``VmHWM``/``VmRSS``-style fields (kB) from one pass over ``/proc/self/status``, in bytes."""
-    found: dict[str, int] = {}
+def _proc_hwm_bytes() -> int | None:
     try:
         with open(_STATUS) as fh:
             for line in fh:
-                name = line.split(":", 1)[0]
-                if name in fields:
-                    found[name] = int(line.split()[1]) * 1024
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
     except OSError:
-        return {}
-    return found
-
-
-def _proc_hwm_bytes() -> int | None:
-    return _proc_status_bytes("VmHWM").get("VmHWM")
+        return None
+    return None
 
 
 def memory_source(device: Any = None) -> str:
@@ -177,13 +168,12 @@ def memory_source(device: Any = None) -> str:
 
     ``"cuda_max_memory_allocated"``: tensor allocations on the GPU (caching-allocator slack excluded).
     ``"proc_vmhwm"``: Linux, the process RSS high-water mark, reset by writing 5 to ``/proc/self/clear_refs``.
-    ``"getrusage_maxrss"``: elsewhere (or where a reset was seen to be ignored), the process-lifetime RSS
-    peak; it cannot be reset, so it only grows across samples. Both CPU sources measure the whole process,
-    model weights included.
+    ``"getrusage_maxrss"``: elsewhere, the process-lifetime RSS peak; it cannot be reset, so it only grows
+    across samples. Both CPU sources measure the whole process, model weights included.
     """
     if _is_cuda(device):
         return "cuda_max_memory_allocated"
-    if not _vmhwm_reset_ignored and os.access(_CLEAR_REFS, os.W_OK) and _proc_hwm_bytes() is not None:
+    if os.access(_CLEAR_REFS, os.W_OK) and _proc_hwm_bytes() is not None:
         return "proc_vmhwm"
     return "getrusage_maxrss"
 
@@ -200,13 +190,6 @@ def reset_peak_memory(device: Any = None) -> str:
             with open(_CLEAR_REFS, "w") as fh:
                 fh.write("5")
         except OSError:  # e.g. a seccomp or read-only /proc that os.access did not reveal
-            return "getrusage_maxrss"
-        # Some sandboxes accept the write and ignore it: the mark then stays at the lifetime peak, so say so
-        # rather than report a lifetime peak as a per-sample one.
-        status = _proc_status_bytes("VmHWM", "VmRSS")
-        if status.get("VmHWM", 0) > status.get("VmRSS", 0) + _RESET_SLACK_BYTES:
-            global _vmhwm_reset_ignored
-            _vmhwm_reset_ignored = True
             return "getrusage_maxrss"
     return source
 
