@@ -57,7 +57,7 @@ def check_cached_equals_teacher_forced(model, method_name, ratio, inputs, max_ne
     with PruningEngine(model, method, ratio, seed=0) as engine:
         out = model.model.generate(
             **inputs, max_new_tokens=max_new_tokens, do_sample=False, return_dict_in_generate=True,
-            pad_token_id=model.tokenizer.pad_token_id,
+            pad_token_id=model.tokenizer.pad_token_id, suppress_tokens=[model.image_token_id],  # as adapter.generate
         )  # fmt: skip
         summary = engine.summary()
         engine.reuse_selections = True
@@ -72,6 +72,7 @@ def check_cached_equals_teacher_forced(model, method_name, ratio, inputs, max_ne
             full["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], pad], dim=1)
         with torch.no_grad():
             lg = model.model(**full, use_cache=False).logits
+            lg[..., model.image_token_id] = float("-inf")  # suppressed in generation too
     n_new = new.numel()
     assert torch.equal(lg[0, -n_new:].argmax(-1), new)
     # Cache length per layer: all tokens before the first stage's layer, only kept ones from it on.

@@ -289,6 +289,9 @@ class FamilyAdapter:
             do_sample=False,
             num_beams=1,
             pad_token_id=self.tokenizer.pad_token_id,
+            # A generated image placeholder would be taken for a visual token on the next step ("image features
+            # and image tokens do not match"); untrained weights do emit it, so it is never a candidate.
+            suppress_tokens=[self.image_token_id],
         )
         new = out[0, input_ids.shape[1] :]
         n_visual = int(self.visual_mask(input_ids).sum())
