@@ -53,6 +53,11 @@ from .vit_common import cosine_matrix, encoder_attention_notes, image_cells
 ORIGINAL_FRACTION = 3 / 32  # the original filters after layer 2 of LLaVA-7B's 32: from layer 3 on
 
 
+# Cosine similarities are compared at 4 decimals. Encoder noise between attention kernels reaches ~1e-6 on
+# the tiny models (6 decimals flipped a Qwen2.5-VL tile), while real merge decisions differ far above 1e-4.
+SIM_DECIMALS = 4
+
+
 def _half_up(x: float) -> int:
     return int(math.floor(x + 0.5))
 
@@ -81,7 +86,7 @@ def window_scores(sim: torch.Tensor, members: list[torch.Tensor]) -> torch.Tenso
         if n > 1:
             sub = sim[m][:, m]
             out[w] = (sub.sum() - sub.diagonal().sum()) / (n * (n - 1))
-    return torch.round(out, decimals=6)
+    return torch.round(out, decimals=SIM_DECIMALS)
 
 
 def spatial_merge(
@@ -95,9 +100,9 @@ def spatial_merge(
     clusters (cosine of their mean features) is merged, repeatedly.
     """
     n = x.shape[0]
-    # Rounded so that float noise (~1e-7, e.g. SDPA vs eager encoders) cannot reorder tiles of identical
-    # tokens (blank background); exact ties then go to tile order / the lowest index.
-    sim = torch.round(cosine_matrix(x).cpu(), decimals=6)
+    # Rounded so that float noise (SDPA vs eager encoders) cannot reorder tiles of identical tokens (blank
+    # background); exact ties then go to tile order / the lowest index.
+    sim = torch.round(cosine_matrix(x).cpu(), decimals=SIM_DECIMALS)
     members, centres = merge_windows(grids, window)
     owner = torch.arange(n)
     remove = n - n_keep
@@ -115,7 +120,7 @@ def spatial_merge(
     counts = torch.bincount(owner, minlength=n).unsqueeze(1).float()
     for _ in range(remove):  # fallback: every tile is one token already
         alive = (counts[:, 0] > 0).nonzero().squeeze(1)
-        s = torch.round(cosine_matrix(sums[alive] / counts[alive]), decimals=6).fill_diagonal_(float("-inf"))
+        s = torch.round(cosine_matrix(sums[alive] / counts[alive]), decimals=SIM_DECIMALS).fill_diagonal_(float("-inf"))
         flat = int(torch.argmax(s))
         a, b = sorted((int(alive[flat // alive.numel()]), int(alive[flat % alive.numel()])))
         owner[owner == b] = a
