@@ -30,12 +30,16 @@ _loaded: dict = {}
 
 
 def tiny_model(family: str, attn_implementation: str = "sdpa"):
-    """A session-cached adapter of the tiny ``family`` model (do not mutate its weights)."""
+    """A session-cached adapter of the random tiny ``family`` model (do not mutate its weights).
+
+    ``tiny-random:``, not the trained ``tiny:``: tests compare against ``FAMILIES[family].build_tiny(0)``
+    (the save/load round trip) and must not depend on the shipped weights.
+    """
     from unipb_core.models import load_model
 
     key = (family, attn_implementation)
     if key not in _loaded:
-        _loaded[key] = load_model(f"tiny:{family}", attn_implementation=attn_implementation)
+        _loaded[key] = load_model(f"tiny-random:{family}", attn_implementation=attn_implementation)
     return _loaded[key]
 
 

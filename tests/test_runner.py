@@ -79,6 +79,11 @@ def test_bad_params_are_rejected_before_any_model_loads(tmp_path, monkeypatch, b
         load_params(_write_params(tmp_path, **bad))
 
 
+def test_trained_and_random_tiny_specs_are_both_accepted(tmp_path):
+    params = load_params(_write_params(tmp_path, models=["tiny:qwen2_5_vl", "tiny-random:qwen2_5_vl"]))
+    assert params.models == ("tiny:qwen2_5_vl", "tiny-random:qwen2_5_vl")
+
+
 def test_missing_params_file_is_named(tmp_path):
     with pytest.raises(ParamsError, match="does not exist"):
         load_params(tmp_path / "nope.yaml")

@@ -122,6 +122,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_tiny(args: argparse.Namespace) -> int:
+    """Train one tiny family on the synthetic train split, save it and record it in the weights manifest."""
+    from functools import partial
+
+    from .models import FAMILIES
+    from .training import TrainConfig, train_and_ship
+
+    if args.family not in FAMILIES:
+        print(f"error: unknown family {args.family!r}; expected one of {', '.join(FAMILIES)}", file=sys.stderr)
+        return 2
+    flags = {"steps": args.steps, "seed": args.seed, "threads": args.threads}
+    config = TrainConfig(family=args.family, **{k: v for k, v in flags.items() if v is not None})
+    entry = train_and_ship(config, args.out, test_per_dimension=args.test_limit, log=partial(print, flush=True))
+    print(f"trained in {entry['train_seconds']:.0f} s; recorded in MANIFEST.json as: {entry['command']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unipb", description="UniPruneBench workbook")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,6 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--store", default=None, help="override the results store path")
     report.add_argument("--quiet", action="store_true", help="no progress bars")
     report.set_defaults(func=cmd_report)
+    train_tiny = sub.add_parser("train-tiny", help="train one tiny model family on the synthetic suite (CPU)")
+    train_tiny.add_argument("--family", required=True, help="llava, internvl or qwen2_5_vl")
+    train_tiny.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the family's budget)")
+    train_tiny.add_argument("--seed", type=int, default=None, help="seeds the weights and the data (default 0)")
+    train_tiny.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 2)")
+    train_tiny.add_argument("--out", default=None, help="output folder (default: the shipped models/weights/<family>)")
+    train_tiny.add_argument("--test-limit", type=int, default=50, help="test samples per dimension for the accuracy")
+    train_tiny.set_defaults(func=cmd_train_tiny)
     return parser
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from . import data
-from .models.loading import KNOWN_CHECKPOINTS, TINY_SPECS
+from .models.loading import KNOWN_CHECKPOINTS, TINY_RANDOM_SPECS, TINY_SPECS
 from .pruning import available as available_methods
 from .runner import VANILLA, Cell, CellResult, evaluate_cell, load_cell_samples
 from .store import ResultStore
@@ -85,8 +85,9 @@ def validate(raw: dict[str, Any]) -> Params:
         values[f.name] = _as_tuple(f.name, value) if isinstance(default, tuple) else value
     params = Params(**values)
     for model in params.models:
-        if not (model in TINY_SPECS or model in KNOWN_CHECKPOINTS or Path(model).is_dir()):
-            _fail("models", model, [*TINY_SPECS, *KNOWN_CHECKPOINTS, "<a local checkpoint directory>"])
+        named = (*TINY_SPECS, *TINY_RANDOM_SPECS, *KNOWN_CHECKPOINTS)
+        if not (model in named or Path(model).is_dir()):
+            _fail("models", model, [*named, "<a local checkpoint directory>"])
     for name in params.datasets:
         if name not in data.available():
             _fail("datasets", name, data.available())

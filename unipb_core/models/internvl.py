@@ -32,6 +32,13 @@ CHAT_TEMPLATE = (
 # 336 px -> 24 x 24 patches -> pixel shuffle 0.5 -> 12 x 12 = 144 visual tokens.
 TINY_IMAGE_SIZE = 336
 
+# Initialisation of the tiny models, which are trained on the synthetic suite (unipb_core/training.py). The
+# stock std of 0.02 suits widths of ~1,000; at width 128 it leaves every visual-to-answer path a product of
+# near-zero matrices and training sits on a plateau at chance for 1,000+ steps (docs/tiny-models.md).
+TEXT_INIT_STD = 0.15
+VISION_INIT_STD = 0.1
+TEXT_INTERMEDIATE = 256
+
 
 class InternVLAdapter(FamilyAdapter):
     family = "internvl"
@@ -134,13 +141,15 @@ def build_tiny(seed: int) -> tuple[InternVLForConditionalGeneration, InternVLIma
             num_hidden_layers=3,
             num_attention_heads=4,
             intermediate_size=128,
+            initializer_range=VISION_INIT_STD,
             image_size=[TINY_IMAGE_SIZE, TINY_IMAGE_SIZE],
             patch_size=[14, 14],
         ),
         text_config=Qwen2Config(
             vocab_size=len(tok),
             hidden_size=128,
-            intermediate_size=384,
+            intermediate_size=TEXT_INTERMEDIATE,
+            initializer_range=TEXT_INIT_STD,
             num_hidden_layers=8,
             num_attention_heads=4,
             num_key_value_heads=2,

@@ -1,8 +1,12 @@
 """``load_model(spec)``: one loading path for real checkpoints and tiny offline models.
 
-Tiny models are built once per (family, seed, builder version), written with ``save_pretrained`` to a
-cache directory, and then loaded through the very same ``from_pretrained`` path as a real checkpoint,
-so the tests exercise the code that loads LLaVA-1.5-7B or Qwen2.5-VL-7B.
+Two kinds of tiny model, both loaded through the very same ``from_pretrained`` path as a real checkpoint
+(so the tests exercise the code that loads LLaVA-1.5-7B or Qwen2.5-VL-7B):
+
+- ``tiny:<family>``: trained on the synthetic suite (``unipb train-tiny``) and shipped in the package as a
+  ``save_pretrained`` folder, ``models/weights/<family>`` (float16 on disk, float32 once loaded).
+- ``tiny-random:<family>``: the random initialisation, built once per (family, seed, builder version) and
+  written to a cache directory. Tests use it where they need the builder's exact weights.
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ from . import internvl, llava, qwen2_5_vl
 from .base import FamilyAdapter
 from .processors import InternVLImageProcessor, Qwen2_5_VLImageProcessor
 
-# Bump when a tiny builder changes, so stale caches are never reused.
-TINY_BUILD_VERSION = 1
+# Bump when a tiny builder changes, so stale caches are never reused (and retrain the shipped weights).
+TINY_BUILD_VERSION = 2
+# The trained tiny models shipped with the package, one save_pretrained folder per family.
+TRAINED_DIR = Path(__file__).parent / "weights"
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,8 @@ KNOWN_CHECKPOINTS = (
     "Qwen/Qwen2.5-VL-3B-Instruct",
     "Qwen/Qwen2.5-VL-7B-Instruct",
 )
-TINY_SPECS = tuple(f"tiny:{name}" for name in FAMILIES)
+TINY_SPECS = tuple(f"tiny:{name}" for name in FAMILIES)  # trained, shipped in models/weights
+TINY_RANDOM_SPECS = tuple(f"tiny-random:{name}" for name in FAMILIES)  # random init, built into the cache
 
 
 class UnknownModelError(ValueError):
@@ -80,7 +87,7 @@ class UnknownModelError(ValueError):
 
 def accepted_specs() -> str:
     return (
-        f"a tiny spec ({', '.join(TINY_SPECS)}), a hub id of a supported checkpoint "
+        f"a tiny spec ({', '.join([*TINY_SPECS, *TINY_RANDOM_SPECS])}), a hub id of a supported checkpoint "
         f"({', '.join(KNOWN_CHECKPOINTS)}), or a local directory holding a config.json of model_type "
         f"{', '.join(FAMILIES)}"
     )
@@ -145,6 +152,32 @@ def ensure_tiny(family_name: str, seed: int = 0) -> Path:
     return target
 
 
+class MissingWeightsError(FileNotFoundError):
+    """The shipped weights of a trained tiny model are not where the package keeps them."""
+
+
+def trained_tiny_dir(family_name: str) -> Path:
+    """The shipped ``save_pretrained`` folder of the trained tiny ``family_name`` model."""
+    path = TRAINED_DIR / family_name
+    if not (path / "config.json").is_file() or not any(path.glob("*.safetensors")):
+        raise MissingWeightsError(
+            f"tiny:{family_name}: the trained weights are missing from {path} (the package data was not "
+            f"installed?). Re-create them with `unipb train-tiny --family {family_name}` (see "
+            f"docs/tiny-models.md), or use tiny-random:{family_name} for the untrained model."
+        )
+    return path
+
+
+def _tiny_family(spec: str) -> str:
+    name = spec.split(":", 1)[1]
+    if name not in FAMILIES:
+        specs = TINY_SPECS if spec.startswith("tiny:") else TINY_RANDOM_SPECS
+        close = difflib.get_close_matches(spec, [*TINY_SPECS, *TINY_RANDOM_SPECS], n=3)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise UnknownModelError(f"unknown tiny model {spec!r}.{hint} Accepted: {', '.join(specs)}")
+    return name
+
+
 def _load_processor(family: Family, path: str):
     try:
         processor = AutoProcessor.from_pretrained(path)
@@ -169,7 +202,8 @@ def load_model(
     Parameters
     ----------
     spec
-        ``tiny:<family>``, a hub id, or a local checkpoint directory (family read from its config).
+        ``tiny:<family>`` (trained, shipped), ``tiny-random:<family>`` (random init), a hub id, or a local
+        checkpoint directory (family read from its config).
     device
         Defaults to CUDA when available, else CPU.
     dtype
@@ -177,16 +211,15 @@ def load_model(
     attn_implementation
         ``"sdpa"`` (default), ``"eager"`` or ``"flash_attention_2"``; recorded with every run.
     tiny_seed
-        Seed of the tiny model's random initialisation (tiny specs only).
+        Seed of the random initialisation (``tiny-random:`` specs only).
     """
     if not isinstance(spec, str) or not spec:
         raise UnknownModelError(f"model spec must be a non-empty string; accepted: {accepted_specs()}")
     if spec.startswith("tiny:"):
-        name = spec.split(":", 1)[1]
-        if name not in FAMILIES:
-            close = difflib.get_close_matches(spec, TINY_SPECS, n=3)
-            hint = f" Did you mean: {', '.join(close)}?" if close else ""
-            raise UnknownModelError(f"unknown tiny model {spec!r}.{hint} Accepted: {', '.join(TINY_SPECS)}")
+        name = _tiny_family(spec)
+        path, family = str(trained_tiny_dir(name)), FAMILIES[name]
+    elif spec.startswith("tiny-random:"):
+        name = _tiny_family(spec)
         path, family = str(ensure_tiny(name, tiny_seed)), FAMILIES[name]
     else:
         path, family = spec, detect_family(spec)

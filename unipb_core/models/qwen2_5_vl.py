@@ -34,6 +34,13 @@ CHAT_TEMPLATE = (
 # 336 x 336 px -> 24 x 24 patches of 14 px -> 12 x 12 = 144 merged visual tokens.
 TINY_IMAGE_SIZE = 336
 
+# Initialisation of the tiny models, which are trained on the synthetic suite (unipb_core/training.py). The
+# stock std of 0.02 suits widths of ~1,000; at width 128 it leaves every visual-to-answer path a product of
+# near-zero matrices and training sits on a plateau at chance for 1,000+ steps (docs/tiny-models.md).
+TEXT_INIT_STD = 0.15
+VISION_INIT_STD = 0.1
+TEXT_INTERMEDIATE = 256
+
 
 class Qwen2_5_VLAdapter(FamilyAdapter):
     family = "qwen2_5_vl"
@@ -135,6 +142,7 @@ def build_tiny(seed: int) -> tuple[Qwen2_5_VLForConditionalGeneration, Qwen2_5_V
             depth=3,
             hidden_size=64,
             intermediate_size=128,
+            initializer_range=VISION_INIT_STD,
             num_heads=4,
             out_hidden_size=hidden,
             patch_size=14,
@@ -146,7 +154,8 @@ def build_tiny(seed: int) -> tuple[Qwen2_5_VLForConditionalGeneration, Qwen2_5_V
         text_config=Qwen2_5_VLTextConfig(
             vocab_size=len(tok),
             hidden_size=hidden,
-            intermediate_size=384,
+            intermediate_size=TEXT_INTERMEDIATE,
+            initializer_range=TEXT_INIT_STD,
             num_hidden_layers=8,
             num_attention_heads=heads,
             num_key_value_heads=2,
