@@ -97,7 +97,8 @@ def no_single_winner(df: pd.DataFrame, max_win_share: float = 0.5) -> Finding:
     w_text = (
         f"mean Kendall's W of method ranks across datasets {mean_w:.2f}" if np.isfinite(mean_w) else "W not computable"
     )
-    tops = f"{top['method']} tops {top['wins']:g} of {n_cells} (model, dataset, ratio) cells ({100 * top_share:.0f} %"
+    wins = f"{top['wins']:.1f}".removesuffix(".0")  # ties share a cell's win, so credit can be fractional
+    tops = f"{top['method']} tops {wins} of {n_cells} (model, dataset, ratio) cells ({100 * top_share:.0f} %"
     if holds:
         sentence = (
             f"No single winner: the most frequent winner, {tops}, limit {100 * max_win_share:.0f} %); "
