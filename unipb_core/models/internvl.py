@@ -19,6 +19,7 @@ from transformers import (
 
 from .base import FamilyAdapter
 from .processors import InternVLImageProcessor
+from .tiny_sizes import VISION_SIZES, text_sizes
 from .tokenizer import build_tokenizer
 from .vision_attention import VisionAttention, cls_row_attention
 
@@ -31,13 +32,6 @@ CHAT_TEMPLATE = (
 
 # 336 px -> 24 x 24 patches -> pixel shuffle 0.5 -> 12 x 12 = 144 visual tokens.
 TINY_IMAGE_SIZE = 336
-
-# Initialisation of the tiny models, which are trained on the synthetic suite (unipb_core/training.py). The
-# stock std of 0.02 suits widths of ~1,000; at width 128 it leaves every visual-to-answer path a product of
-# near-zero matrices and training sits on a plateau at chance for 1,000+ steps (docs/tiny-models.md).
-TEXT_INIT_STD = 0.15
-VISION_INIT_STD = 0.1
-TEXT_INTERMEDIATE = 256
 
 
 class InternVLAdapter(FamilyAdapter):
@@ -137,23 +131,14 @@ def build_tiny(seed: int) -> tuple[InternVLForConditionalGeneration, InternVLIma
     )
     config = InternVLConfig(
         vision_config=InternVLVisionConfig(
-            hidden_size=64,
+            **VISION_SIZES,
             num_hidden_layers=3,
             num_attention_heads=4,
-            intermediate_size=128,
-            initializer_range=VISION_INIT_STD,
             image_size=[TINY_IMAGE_SIZE, TINY_IMAGE_SIZE],
             patch_size=[14, 14],
         ),
         text_config=Qwen2Config(
-            vocab_size=len(tok),
-            hidden_size=128,
-            intermediate_size=TEXT_INTERMEDIATE,
-            initializer_range=TEXT_INIT_STD,
-            num_hidden_layers=8,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=2048,
+            **text_sizes(len(tok), max_positions=2048),
             bos_token_id=tok.pad_token_id,
             eos_token_id=tok.eos_token_id,
             pad_token_id=tok.pad_token_id,

@@ -16,6 +16,7 @@ from transformers import (
 )
 
 from .base import FamilyAdapter, ModelInputError
+from .tiny_sizes import VISION_SIZES, text_sizes
 from .tokenizer import build_tokenizer
 from .vision_attention import VisionAttention, cls_row_attention
 
@@ -29,13 +30,6 @@ CHAT_TEMPLATE = (
 
 # 168 px / 14 px patches = 12 x 12 = 144 visual tokens, so 66.7/77.8/88.9 % keep 48/32/16.
 TINY_IMAGE_SIZE = 168
-
-# Initialisation of the tiny models, which are trained on the synthetic suite (unipb_core/training.py). The
-# stock std of 0.02 suits widths of ~1,000; at width 128 it leaves every visual-to-answer path a product of
-# near-zero matrices and training sits on a plateau at chance for 1,000+ steps (docs/tiny-models.md).
-TEXT_INIT_STD = 0.15
-VISION_INIT_STD = 0.1
-TEXT_INTERMEDIATE = 256
 
 
 class LlavaAdapter(FamilyAdapter):
@@ -106,9 +100,7 @@ def build_tiny(seed: int) -> tuple[LlavaForConditionalGeneration, LlavaProcessor
     )
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(
-            hidden_size=64,
-            intermediate_size=128,
-            initializer_range=VISION_INIT_STD,
+            **VISION_SIZES,
             num_hidden_layers=3,
             num_attention_heads=4,
             image_size=TINY_IMAGE_SIZE,
@@ -116,14 +108,7 @@ def build_tiny(seed: int) -> tuple[LlavaForConditionalGeneration, LlavaProcessor
             projection_dim=64,
         ),
         text_config=LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=128,
-            intermediate_size=TEXT_INTERMEDIATE,
-            initializer_range=TEXT_INIT_STD,
-            num_hidden_layers=8,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=1024,
+            **text_sizes(len(tok), max_positions=1024),
             bos_token_id=tok.bos_token_id,
             eos_token_id=tok.eos_token_id,
             pad_token_id=tok.pad_token_id,

@@ -20,6 +20,7 @@ from transformers.vision_utils import get_vision_window_index
 
 from .base import FamilyAdapter, ModelInputError
 from .processors import Qwen2_5_VLImageProcessor
+from .tiny_sizes import VISION_SIZES, text_sizes
 from .tokenizer import build_tokenizer
 from .vision_attention import VisionAttention, capture_input, mean_received_attention
 
@@ -33,13 +34,6 @@ CHAT_TEMPLATE = (
 
 # 336 x 336 px -> 24 x 24 patches of 14 px -> 12 x 12 = 144 merged visual tokens.
 TINY_IMAGE_SIZE = 336
-
-# Initialisation of the tiny models, which are trained on the synthetic suite (unipb_core/training.py). The
-# stock std of 0.02 suits widths of ~1,000; at width 128 it leaves every visual-to-answer path a product of
-# near-zero matrices and training sits on a plateau at chance for 1,000+ steps (docs/tiny-models.md).
-TEXT_INIT_STD = 0.15
-VISION_INIT_STD = 0.1
-TEXT_INTERMEDIATE = 256
 
 
 class Qwen2_5_VLAdapter(FamilyAdapter):
@@ -136,15 +130,13 @@ def build_tiny(seed: int) -> tuple[Qwen2_5_VLForConditionalGeneration, Qwen2_5_V
         size={"shortest_edge": pixels, "longest_edge": pixels}, patch_size=14, merge_size=2, temporal_patch_size=2
     )
     processor = Qwen2_5_VLImageProcessor(image_processor=image_processor, tokenizer=tok, chat_template=CHAT_TEMPLATE)
-    hidden, heads = 128, 4
+    text = text_sizes(len(tok), max_positions=2048)
     config = Qwen2_5_VLConfig(
         vision_config=Qwen2_5_VLVisionConfig(
+            **VISION_SIZES,
             depth=3,
-            hidden_size=64,
-            intermediate_size=128,
-            initializer_range=VISION_INIT_STD,
             num_heads=4,
-            out_hidden_size=hidden,
+            out_hidden_size=text["hidden_size"],
             patch_size=14,
             spatial_merge_size=2,
             temporal_patch_size=2,
@@ -152,14 +144,7 @@ def build_tiny(seed: int) -> tuple[Qwen2_5_VLForConditionalGeneration, Qwen2_5_V
             fullatt_block_indexes=[2],
         ),
         text_config=Qwen2_5_VLTextConfig(
-            vocab_size=len(tok),
-            hidden_size=hidden,
-            intermediate_size=TEXT_INTERMEDIATE,
-            initializer_range=TEXT_INIT_STD,
-            num_hidden_layers=8,
-            num_attention_heads=heads,
-            num_key_value_heads=2,
-            max_position_embeddings=2048,
+            **text,
             # mrope sections (t, h, w) must sum to head_dim / 2 = 16.
             rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6]},
             bos_token_id=tok.pad_token_id,
