@@ -92,3 +92,12 @@ def test_missing_shipped_weights_are_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(loading, "TRAINED_DIR", tmp_path)
     with pytest.raises(MissingWeightsError, match=r"tiny:llava.*unipb train-tiny --family llava.*tiny-random:llava"):
         load_model("tiny:llava")
+
+
+def test_train_tiny_cli_names_bad_input(capsys):
+    from unipb_core.cli import main
+
+    assert main(["train-tiny", "--family", "lava"]) == 2
+    assert "unknown family 'lava'; expected one of llava, internvl, qwen2_5_vl" in capsys.readouterr().err
+    assert main(["train-tiny", "--family", "llava", "--steps", "0"]) == 2
+    assert "steps must be a positive" in capsys.readouterr().err

@@ -18,6 +18,7 @@ next to the family folders; ``load_model("tiny:<family>")`` loads it back as flo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -238,12 +239,19 @@ def train(
     log
         Receives one line per ``log_every`` steps and per evaluation.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
-    try:
+    with torch_threads(config.threads):
         return _train(config, batches, log)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads (results are reproducible for a fixed count)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(previous)
 
 
 def _train(config: TrainConfig, batches: Iterable[list[data.Sample]] | None, log: Callable[[str], None]) -> TrainResult:
@@ -375,14 +383,10 @@ def train_and_ship(
     out = Path(out_dir) if out_dir is not None else TRAINED_DIR / config.family
     result = train(config, log=log)
     save_trained(result, out)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
-    try:
+    with torch_threads(config.threads):
         shipped = load_model(str(out), device="cpu")  # float16 on disk -> float32, exactly what tiny: loads
         test = data.load("synthetic", split="test", limit=test_per_dimension)
         accuracy = evaluate(shipped, test)
-    finally:
-        torch.set_num_threads(threads)
     log(f"shipped {out}  test ({test_per_dimension}/dimension)  {format_accuracy(accuracy)}")
     last = result.losses[-100:]
     entry = {
