@@ -90,6 +90,13 @@ def _heads(heads: int, kv_heads: int, reduce: int) -> tuple[int, int]:
     return h, kv
 
 
+def _vit_large(reduce: int) -> dict[str, int]:
+    """ViT-L sizes (width 1024 = 16 heads x 64, MLP 4096, 24 layers): both CLIP-L/14 and InternViT-300M."""
+    heads = _div(16, reduce)
+    return {"hidden_size": heads * 64, "intermediate_size": _div(4096, reduce), "num_hidden_layers": _depth(24, reduce),
+            "num_attention_heads": heads}  # fmt: skip
+
+
 def _token_ids(tok) -> dict[str, Any]:
     return {"bos_token_id": tok.bos_token_id or tok.pad_token_id, "eos_token_id": tok.eos_token_id,
             "pad_token_id": tok.pad_token_id}  # fmt: skip
@@ -98,11 +105,9 @@ def _token_ids(tok) -> dict[str, Any]:
 # ---------------------------------------------------------------- LLaVA-1.5-7B
 def _llava_config(tok, reduce: int) -> LlavaConfig:
     heads, kv = _heads(32, 32, reduce)
-    vision_heads = _div(16, reduce)
     return LlavaConfig(
         vision_config=CLIPVisionConfig(
-            hidden_size=vision_heads * 64, intermediate_size=_div(4096, reduce), num_hidden_layers=_depth(24, reduce),
-            num_attention_heads=vision_heads, image_size=336, patch_size=14, projection_dim=768,
+            **_vit_large(reduce), image_size=336, patch_size=14, projection_dim=768,
             hidden_act="quick_gelu", layer_norm_eps=1e-5,
         ),
         text_config=LlamaConfig(
@@ -125,11 +130,9 @@ def _llava_processor(tiny) -> LlavaProcessor:
 # ---------------------------------------------------------------- InternVL3-8B
 def _internvl_config(tok, reduce: int) -> InternVLConfig:
     heads, kv = _heads(28, 4, reduce)
-    vision_heads = _div(16, reduce)
     return InternVLConfig(
         vision_config=InternVLVisionConfig(
-            hidden_size=vision_heads * 64, intermediate_size=_div(4096, reduce), num_hidden_layers=_depth(24, reduce),
-            num_attention_heads=vision_heads, attention_bias=True, image_size=[448, 448], patch_size=[14, 14],
+            **_vit_large(reduce), attention_bias=True, image_size=[448, 448], patch_size=[14, 14],
         ),
         text_config=Qwen2Config(
             vocab_size=151674, hidden_size=heads * 128, intermediate_size=_div(18944, reduce),
