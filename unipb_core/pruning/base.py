@@ -15,6 +15,7 @@ import torch
 from .context import PruneContext
 
 DEFAULT_INTRA_LAYER = 2  # the study's layer for FastV, DART, FitPrune and Random-Intra
+AUTHORS = "authors"  # every method's default variant: the rule of the authors' released code
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,24 @@ class PruningMethod:
 
     ``name`` (registry key), ``category`` (``baseline``/``vit``/``llm``/``hybrid``) and ``stage_kind``
     (``"pre"`` or ``"intra"``; hybrids override ``plan``). Single-stage methods implement ``select``.
+
+    A method whose study implementation deviates from its authors' code lists its rules in ``variants``
+    (``("authors", "study")``) and declares a dataclass field ``variant: str = "authors"``; it is a
+    parameter like any other, so it is recorded in the run config and its hash. Subclasses that define
+    ``__post_init__`` call ``super().__post_init__()``.
     """
 
     name: ClassVar[str]
     category: ClassVar[str]
     stage_kind: ClassVar[str] = "pre"
+    variants: ClassVar[tuple[str, ...]] = (AUTHORS,)
+
+    def __post_init__(self) -> None:
+        variant = getattr(self, "variant", AUTHORS)
+        if variant not in self.variants:
+            raise ValueError(
+                f"method {self.name!r}: variant must be one of {', '.join(self.variants)} (got {variant!r})"
+            )
 
     def plan(self, n_visual: int, ratio: float, num_layers: int) -> list[Stage]:
         """Stages in forward order. Default: one stage keeping ``round(N * (1 - ratio))`` tokens."""

@@ -96,6 +96,7 @@ class DART(PruningMethod):
     n_text_pivots: int = 5
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.layer < 1:
             raise ValueError(f"dart: layer must be >= 1 (pivots use layer K-1's keys), got {self.layer}")
         if self.n_visual_pivots < 0 or self.n_text_pivots < 0 or self.n_visual_pivots + self.n_text_pivots == 0:

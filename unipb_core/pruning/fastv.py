@@ -39,6 +39,7 @@ class FastV(ScoredMethod):
     queries: str = "all"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.queries not in ("all", "last"):
             raise ValueError(f"fastv: queries must be 'all' or 'last', got {self.queries!r}")
         if self.layer < 1:

@@ -164,6 +164,7 @@ class MustDrop(PruningMethod):
     individual_thr: float = 0.001
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 0.0 <= self.merge_share < 1.0 or not 0.0 <= self.key_share <= 1.0:
             raise ValueError("mustdrop: merge_share must be in [0, 1) and key_share in [0, 1]")
         if self.window < 2:

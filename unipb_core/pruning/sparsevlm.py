@@ -73,6 +73,7 @@ class SparseVLM(PruningMethod):
     recycle_share: float = 0.3
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 0.0 <= self.recycle_share <= 1.0:
             raise ValueError(f"sparsevlm: recycle_share must be in [0, 1], got {self.recycle_share}")
 
