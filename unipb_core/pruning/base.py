@@ -47,9 +47,14 @@ class Selection:
     merged: torch.Tensor | None = None
 
 
-def n_keep_for(n_visual: int, ratio: float) -> int:
-    """Tokens kept at a single stage: ``round(N * (1 - ratio))`` (the study's ratios give 48/32/16 of 144)."""
-    return int(round(n_visual * (1.0 - ratio)))
+def n_keep_for(n_visual: int, ratio: float, truncate: bool = False) -> int:
+    """Tokens kept at a single stage: ``round(N * (1 - ratio))`` (the study's ratios give 48/32/16 of 144).
+
+    ``truncate`` gives ``int(N * (1 - ratio))`` instead, as some of the study's code computes it (47 of 144 at
+    66.7 %); only a method's ``variant="study"`` asks for it.
+    """
+    kept = n_visual * (1.0 - ratio)
+    return int(kept) if truncate else int(round(kept))
 
 
 class PruningMethod:
