@@ -143,7 +143,7 @@ def test_journal_mode_can_be_disabled(tmp_path):
     s.register_cell(HASH, CONFIG, {})
     s.write(HASH, record("a"))
     assert s._read("PRAGMA journal_mode")[0][0] == "delete"
-    assert ResultStore(tmp_path / "r.sqlite")._read("PRAGMA journal_mode")[0][0] == "wal"
+    assert ResultStore(tmp_path / "r.sqlite").create()._read("PRAGMA journal_mode")[0][0] == "wal"
 
 
 # --- crash safety and concurrency, with real processes -------------------------------------------------------
@@ -203,7 +203,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, reference):
 
 def test_concurrent_writers_leave_a_consistent_store(tmp_path, reference):
     path = tmp_path / "shared.sqlite"
-    ResultStore(path).done_ids("none")  # create the file, so both writers race on records, not on creation
+    ResultStore(path).create()  # create the file, so both writers race on records, not on creation
     writers = [_writer(path, 0, 200, "--wait"), _writer(path, 100, 300, "--reverse", "--wait")]
     for proc in writers:  # the ids overlap on 100..199, where the writers meet head-on
         assert proc.stdout.readline().strip() == "ready"
