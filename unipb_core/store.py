@@ -441,21 +441,22 @@ class ResultStore:
         sql = "INSERT OR REPLACE INTO completed (cell_key, config_hash, n_samples, created) VALUES (?, ?, ?, ?)"
         self._write(sql, (cell_key, config_hash, int(n_samples), time.time()))
 
-    def completed(self, cell_keys: Iterable[str]) -> dict[str, str]:
-        """``{cell_key: config_hash}`` for the given run keys marked complete; empty for a store not yet made."""
+    def completed(self, cell_keys: Iterable[str]) -> dict[str, tuple[str, int]]:
+        """``{cell_key: (config_hash, n_samples)}`` for the given run keys marked complete (and whose records
+        are all still there); empty for a store not yet made."""
         keys = list(cell_keys)
         if not self.exists() or not keys:
             return {}
-        found: dict[str, str] = {}
+        found: dict[str, tuple[str, int]] = {}
         try:
             for i in range(0, len(keys), _CHUNK):
                 chunk = keys[i : i + _CHUNK]
                 sql = (
-                    "SELECT c.cell_key, c.config_hash FROM completed c "
+                    "SELECT c.cell_key, c.config_hash, c.n_samples FROM completed c "
                     f"WHERE c.cell_key IN ({', '.join('?' * len(chunk))}) AND c.n_samples <= "
                     "(SELECT COUNT(*) FROM records r WHERE r.config_hash = c.config_hash AND r.error IS NULL)"
                 )  # a mark counts only while its records are all there
-                found.update(dict(self._read(sql, chunk)))
+                found.update({k: (h, n) for k, h, n in self._read(sql, chunk)})
         except sqlite3.OperationalError as exc:  # a store written before the table existed
             if "no such table" not in str(exc):
                 raise
