@@ -68,12 +68,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     Exit status: 0 when every sample of the grid is recorded without error, 1 when a sample failed (the
     failures are recorded; a rerun retries them), 2 for a user error found before any sample ran.
     """
-    from .grid import expand, load_params, run, summarize
+    from .grid import execute, load_params, prepare, summarize
     from .store import ResultStore
 
     params = load_params(args.params, executor=args.executor, limit=args.limit, store=args.store)
-    print(f"{len(expand(params))} cells -> {params.store} (executor: {params.executor})", flush=True)
-    results = run(params, progress=not args.quiet, keep_going=args.keep_going)
+    plan = prepare(params)  # every user error surfaces here, before a model loads or anything is written
+    done = f", {len(plan.done)} already complete" if plan.done else ""
+    print(f"{len(plan.cells)} cells{done} -> {params.store} (executor: {params.executor})", flush=True)
+    results = execute(plan, progress=not args.quiet, keep_going=args.keep_going)
     frame = ResultStore.open(params.store).frame(config_hash=[r.config_hash for r in results])
     print(summary_table(frame))
     counts = summarize(results)

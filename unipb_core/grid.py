@@ -509,9 +509,13 @@ def run(params: Params, progress: bool = True, keep_going: bool = True) -> list[
     ``keep_going=False`` stops at the first failed sample (it is recorded; a rerun retries it); the results
     then cover the cells run so far. Every user error is a ``ParamsError`` raised before any sample runs.
     """
-    plan = prepare(params)
-    store = ResultStore(params.store)
-    runner = run_ray if params.executor == "ray" else run_local
+    return execute(prepare(params), progress=progress, keep_going=keep_going)
+
+
+def execute(plan: Plan, progress: bool = True, keep_going: bool = True) -> list[CellResult]:
+    """Run a prepared grid (see ``run``) with its params' executor."""
+    store = ResultStore(plan.params.store)
+    runner = run_ray if plan.params.executor == "ray" else run_local
     return runner(plan, store, progress=progress, keep_going=keep_going)
 
 
