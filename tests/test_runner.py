@@ -219,3 +219,15 @@ def test_timing_intervals_nest_for_every_stage(tmp_path, method):
         assert t["method"] > 0
         assert t["method"] + t["vision"] + t["llm_prefill"] <= t["prefill"] <= t["total"]
         assert t["prefill"] + t["decode"] <= t["total"]
+
+
+def test_the_grid_bar_counts_computed_skipped_failed_and_estimates_from_computed_samples(capsys):
+    bar = grid._Progress(10, "grid", enabled=True)
+    bar("skipped", 6)
+    assert "left" not in bar.bar.postfix  # nothing computed yet: no rate to estimate from
+    bar("computed")
+    bar("failed")
+    bar.close()
+    final = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "8/10" in final and "computed=1" in final and "skipped=6" in final and "failed=1" in final
+    assert "left=" in final and "busy" not in final
