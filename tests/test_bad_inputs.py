@@ -196,3 +196,14 @@ def test_a_real_process_prints_one_line_and_exits_2_and_debug_shows_the_tracebac
                            capture_output=True, text=True, env=env)  # fmt: skip
     assert debug.returncode != 0 and "Traceback" in debug.stderr and "ParamsError" in debug.stderr
     assert not (tmp_path / "s.sqlite").exists()
+
+
+def test_report_checks_the_grid_before_starting_a_notebook(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("unipb_core.report.run_report", lambda *a, **k: pytest.fail("a notebook started"))
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({**GOOD, "method_params": {"fastv": {"layer": 99}}, "store": "x.sqlite"}))
+    out = tmp_path / "reports"
+    assert cli.main(["report", str(path), "--out", str(out), "--store", str(tmp_path / "s.sqlite")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "layer 99" in lines[0]
+    assert sorted(tmp_path.iterdir()) == [path]
