@@ -290,8 +290,8 @@ def data_key(cell: Cell) -> tuple:
             cell.data_path, cell.revision)  # fmt: skip
 
 
-def _num_layers(spec: str) -> int:
-    """Decoder layers of a model, read from its config file (the model is not loaded)."""
+def _model_config(spec: str) -> dict[str, Any]:
+    """A model's config (``config.json`` as a dict), read without loading the model."""
     from .models.loading import MissingWeightsError
 
     try:
@@ -315,10 +315,28 @@ def _num_layers(spec: str) -> int:
         if not config_file.is_file():
             raise ParamsError(f"params key 'models': {spec!r} has no config.json in {str(folder)!r}")
         config = json.loads(config_file.read_text())
+    return config
+
+
+def _check_model(spec: str, cells: list[Cell]) -> None:
+    """What a model's config decides: the methods' decoder layers and the position policy."""
+    from .models.loading import FAMILIES
+
+    config = _model_config(spec)
+    family = FAMILIES.get(config.get("model_type"))
+    if family is None:
+        _fail("models", f"{spec} (model_type {config.get('model_type')!r})", list(FAMILIES))
     text = config.get("text_config") or config
     if not _is_int(text.get("num_hidden_layers")):
         raise ParamsError(f"params key 'models': {spec!r}: its config names no num_hidden_layers")
-    return int(text["num_hidden_layers"])
+    for cell in cells:
+        if cell.positions == "contiguous" and family.adapter_class.position_scheme != "rope1d":
+            raise ParamsError(
+                f"params key 'positions': 'contiguous' is defined for 1-D RoPE families; {spec} ({family.name}) "
+                f"uses {family.adapter_class.position_scheme} (accepted for it: original)"
+            )
+        if cell.method != VANILLA:
+            _check_layers(cell, int(text["num_hidden_layers"]))
 
 
 def _check_layers(cell: Cell, num_layers: int) -> None:
@@ -359,6 +377,8 @@ def prepare(params: Params) -> Plan:
     In order: the store path (nothing is written), which cells the store already has complete, each model's
     config (its decoder layer count: the layer indices of every method are checked against it), and every
     dataset the unfinished cells use (split, path, columns, images). Raises ``ParamsError`` (one line).
+    Vanilla cells run without the engine, so ``positions`` is checked on every cell of a model: a grid is
+    either valid for all its cells or not run.
     """
     try:
         check_writable(params.store)
@@ -378,10 +398,8 @@ def prepare(params: Params) -> Plan:
         raise ParamsError(f"params key 'store': {' '.join(str(exc).split())}") from exc
     done = {i: marked[k][1] for i, k in enumerate(keys) if k in marked}
     todo = [c for i, c in enumerate(cells) if i not in done]
-    layers = {model: _num_layers(model) for model in dict.fromkeys(c.model for c in todo)}
-    for cell in todo:
-        if cell.method != VANILLA:
-            _check_layers(cell, layers[cell.model])
+    for model in dict.fromkeys(c.model for c in todo):
+        _check_model(model, [c for c in todo if c.model == model])
     samples = {}
     for cell in todo:
         if data_key(cell) not in samples:
