@@ -212,3 +212,30 @@ def test_report_checks_the_grid_before_starting_a_notebook(tmp_path, monkeypatch
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "layer 99" in lines[0]
     assert sorted(tmp_path.iterdir()) == [path]
+
+
+def test_method_parameters_are_checked_against_their_dataclass_field_types():
+    from typing import Literal
+
+    from unipb_core.pruning import get
+    from unipb_core.pruning.registry import _conform
+
+    assert get("pdrop", layers=[2, 4]).layers == (2, 4)  # a YAML list becomes the field's tuple
+    assert get("pdrop", layers=None).layers is None
+    assert get("mustdrop", merge_share=0).merge_share == 0.0 and isinstance(
+        get("mustdrop", merge_share=0).merge_share, float
+    )
+    for name, params, expected in [
+        ("pdrop", {"layers": [2, "x"]}, "a list of integers or null"),
+        ("mustdrop", {"layer": 1.0}, "an integer or null"),
+        ("mustdrop", {"merge_share": float("nan")}, "a finite number"),
+        ("mustdrop", {"window": True}, "an integer"),
+        ("fastv", {"queries": 1}, "a string"),
+    ]:
+        with pytest.raises(
+            ValueError, match=rf"method '{name}': parameter '{next(iter(params))}'.*expected {expected}"
+        ):
+            get(name, **params)
+    assert _conform("study", Literal["authors", "study"]) == (True, "study")
+    assert _conform("paper", Literal["authors", "study"])[0] is False
+    assert _conform(1, Literal[True])[0] is False  # 1 == True, but not the same type

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from typing import Any, Literal, Union
@@ -63,7 +64,7 @@ def get(name: str, **params: Any):
     if unknown:
         names = ", ".join(sorted(fields)) or "none"
         raise UnknownMethodError(f"method {name!r}: unknown parameter(s) {', '.join(unknown)}; accepted: {names}")
-    hints = typing.get_type_hints(cls) if params else {}
+    hints = _field_types(cls) if params else {}
     checked = {}
     for key, value in params.items():
         ok, converted = _conform(value, hints.get(key, Any))
@@ -74,6 +75,14 @@ def get(name: str, **params: Any):
             )
         checked[key] = converted
     return cls(**checked)
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    """The dataclass fields' annotations, resolved (string annotations under ``from __future__``)."""
+    try:
+        return typing.get_type_hints(cls)
+    except (NameError, TypeError):  # an annotation naming something only imported for type checkers
+        return {f.name: f.type for f in dataclasses.fields(cls) if not isinstance(f.type, str)}
 
 
 def _conform(value: Any, tp: Any) -> tuple[bool, Any]:
@@ -95,8 +104,8 @@ def _conform(value: Any, tp: Any) -> tuple[bool, Any]:
         return isinstance(value, bool), value
     if tp is int:
         return isinstance(value, int) and not isinstance(value, bool), value
-    if tp is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is float:  # finite: NaN and infinity have no place in a config hash
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         return ok, float(value) if ok else value
     if tp is str:
         return isinstance(value, str), value
@@ -124,7 +133,7 @@ def _describe(tp: Any) -> str:
         if len(args) == 2 and args[1] is Ellipsis:
             return f"a list of {plural.get(args[0], 'values')}"
         return f"a list of {len(args)} values"
-    named = {type(None): "null", bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    named = {type(None): "null", bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
     return named.get(tp, getattr(tp, "__name__", str(tp)))
 
 
