@@ -358,14 +358,15 @@ def _check_layers(cell: Cell, num_layers: int) -> None:
 
 def _load_data(cell: Cell) -> list[data.Sample]:
     source = f"data_paths.{cell.dataset} = {cell.data_path!r}" if cell.data_path else "the hub"
+    source += f", split {cell.split or data.get(cell.dataset).split!r}"
     try:
         samples = load_cell_samples(cell)
     except Exception as exc:  # noqa: BLE001 - any failure to read the data is the user's data or path
         message = " ".join(f"{type(exc).__name__}: {exc}".split())
-        raise ParamsError(f"dataset {cell.dataset_label!r} (from {source}, split {cell.split!r}): {message}") from exc
+        raise ParamsError(f"dataset {cell.dataset_label!r} (from {source}): {message}") from exc
     if not samples:
         raise ParamsError(
-            f"dataset {cell.dataset_label!r} (from {source}, split {cell.split!r}) selects no samples; check "
+            f"dataset {cell.dataset_label!r} (from {source}) selects no samples; check "
             "the split, the dimension filter and the data"
         )
     return samples
