@@ -303,3 +303,21 @@ def test_completion_marks_count_only_while_the_records_are_there(store):
     store.mark_complete("key1", HASH, 1)
     store.mark_complete("key2", HASH, 2)  # two successful records needed, only one there
     assert store.completed(["key1", "key2", "key3"]) == {"key1": (HASH, 1)}
+
+
+def test_an_empty_file_is_a_new_store_and_another_apps_database_is_refused(tmp_path):
+    from unipb_core.store import StoreError
+
+    empty = tmp_path / "touched.sqlite"
+    empty.touch()
+    assert ResultStore(empty).completed(["k"]) == {}
+    assert ResultStore(empty).register_cell(HASH, CONFIG, {})
+    with sqlite3.connect(tmp_path / "app.sqlite") as conn:
+        conn.execute("CREATE TABLE t (x)")
+    with pytest.raises(StoreError, match="not a results store"):
+        ResultStore(tmp_path / "app.sqlite").completed(["k"])
+    with pytest.raises(StoreError, match="not a results store"):
+        ResultStore(tmp_path / "app.sqlite").register_cell(HASH, CONFIG, {})
+    with sqlite3.connect(tmp_path / "app.sqlite") as conn:  # untouched: same tables, same journal mode
+        assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["t"]
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"

@@ -299,6 +299,10 @@ class ResultStore:
 
     def _init_schema(self, conn: sqlite3.Connection) -> None:
         try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables and "cells" not in tables:  # never touch another application's database
+                self._drop_connection()
+                raise StoreError(f"{str(self.path)!r} is an SQLite file but not a results store (no cells table)")
             self._set_journal_mode(conn)
             conn.execute("PRAGMA synchronous = NORMAL")  # with WAL: safe against crashes of the process
             conn.execute("BEGIN IMMEDIATE")
@@ -445,7 +449,7 @@ class ResultStore:
         """``{cell_key: (config_hash, n_samples)}`` for the given run keys marked complete (and whose records
         are all still there); empty for a store not yet made."""
         keys = list(cell_keys)
-        if not self.exists() or not keys:
+        if not self.exists() or not keys or self.path.stat().st_size == 0:  # nothing stored yet
             return {}
         found: dict[str, tuple[str, int]] = {}
         try:
