@@ -60,6 +60,7 @@ CASES = [
     ("ratios-bool", {"ratios": [False]}, r"'ratios': False is not accepted; expected numbers in \[0, 1\)"),
     ("ratios-out-of-range", {"ratios": [1.2]}, r"'ratios': 1.2 is not accepted"),
     ("ratios-string", {"ratios": ["half"]}, r"'ratios': 'half' is not accepted"),
+    ("ratios-twice", {"ratios": [0.889, 0.889]}, r"'ratios': 0.889 is listed twice"),
     ("seeds-float", {"seeds": [1.5]}, r"'seeds': \[1.5\].*non-negative integers"),
     ("seeds-bool", {"seeds": [True]}, r"'seeds': \[True\]"),
     ("limit-zero", {"limit": 0}, r"'limit': 0.*positive integer"),

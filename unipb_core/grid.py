@@ -167,6 +167,11 @@ def validate(raw: dict[str, Any]) -> Params:
         _fail("executor", params.executor, EXECUTORS)
     if not isinstance(params.store, str) or not params.store.strip():
         _expect("store", params.store, "a file path for the results database")
+    for key in ("models", "datasets", "dimensions", "methods", "ratios", "seeds"):
+        values = getattr(params, key)
+        twice = [v for i, v in enumerate(values) if v in values[:i]]
+        if twice:
+            raise ParamsError(f"params key {key!r}: {twice[0]!r} is listed twice; list each entry once")
     _check_mapping("data_paths", params.data_paths, list(params.datasets), "dataset: local path")
     for name, path in params.data_paths.items():
         if not Path(path).expanduser().exists():
