@@ -7,7 +7,8 @@ from typing import Any
 
 from . import data
 from .pruning import PruningEngine, get
-from .runner import VANILLA, evaluate_sample
+from .runner import evaluate_sample
+from .vocabulary import VANILLA
 
 
 def explore_sample(
