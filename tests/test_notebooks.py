@@ -27,7 +27,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from unipb_core import cli, report
+from unipb_core import cli, grid, report
 from unipb_core.store import ResultStore
 
 FIXTURE = Path(__file__).parent / "fixtures" / "params_tiny.yaml"
@@ -76,6 +76,8 @@ def test_report_renders_findings_figures_and_tables(tiny_report):
     assert list(findings["function"]) == list(report.CLAIMS)
     cells = pd.read_csv(out / "tables" / "cells.csv")
     assert set(cells["config_hash"]) == set(ResultStore(store).cells()["config_hash"])
+    # evaluate.ipynb ran the params file itself: every cell of its grid, and nothing else, is in the store
+    assert len(cells) == len(grid.expand(report.load_grid(FIXTURE))) == len(ResultStore(store).cells())
     runs = list((out / "runs").glob("evaluate_*.ipynb"))
     assert len(runs) == len(report.plan(report.load_grid(FIXTURE))) == 2  # one per (model x dimension)
 
@@ -88,7 +90,7 @@ def test_notebooks_under_nbval(tiny_report, tmp_path):
     params = report.load_grid(FIXTURE, store)
     model, dimension = report.plan(params)[0]
     parameters = {
-        "evaluate": report.evaluate_parameters(FIXTURE, params, model, dimension),
+        "evaluate": {"params_file": str(FIXTURE), "model": model, "dimension": dimension, "store": str(store)},
         "analysis": {"params_file": str(FIXTURE), "store": str(store), "out_dir": str(tmp_path / "out"), "n_boot": 200},
         "explore": {"model": model, "dimension": dimension, "n_samples": 2},
     }
@@ -143,23 +145,39 @@ def test_plan_has_one_entry_per_model_and_dimension_with_data():
     assert report.plan(real) == [("tiny:llava", "ocr"), ("tiny:llava", "hallucination")]
 
 
-def test_evaluate_parameters_rebuild_the_slice_of_the_grid(tmp_path):
+def test_load_grid_precedence_defaults_then_file_then_notebook_values(tmp_path):
+    """The evaluate notebook's one route: grid defaults < params file < overrides; None keeps the file's."""
     from dataclasses import replace
-
-    from unipb_core import grid
 
     path = tmp_path / "p.yaml"
     path.write_text(FIXTURE.read_text() + "max_new_tokens: 4\nmethod_params: {divprune: {}}\n")
-    params = report.load_grid(path, tmp_path / "s.sqlite")
-    values = report.evaluate_parameters(path, params, params.models[0], "ocr")
-    assert values["options"] == {"split": "test", "max_new_tokens": 4, "method_params": {"divprune": {}}}
-    rebuilt = grid.validate(
-        {**values["options"], "models": [values["model"]], "datasets": values["datasets"],
-         "dimensions": [values["dimension"]], "methods": values["methods"], "ratios": values["ratios"],
-         "seeds": values["seeds"], "limit": values["limit"] or None, "store": values["store"],
-         "executor": values["executor"]}
-    )  # fmt: skip
-    assert grid.expand(rebuilt) == grid.expand(replace(params, dimensions=("ocr",)))
+    params = report.load_grid(path, tmp_path / "s.sqlite", models=["tiny:llava"], dimensions=["ocr"], limit=None)
+    assert params.store == str(tmp_path / "s.sqlite")  # notebook value
+    assert params.limit == 2 and params.max_new_tokens == 4 and params.split == "test"  # the file
+    assert params.positions == grid.Params().positions  # a key the file leaves out: the default
+    whole = report.load_grid(path, tmp_path / "s.sqlite")
+    assert grid.expand(params) == grid.expand(replace(whole, dimensions=("ocr",)))
+    with pytest.raises(grid.ParamsError, match="dimensions"):
+        report.load_grid(path, dimensions=["ocrr"])  # notebook values go through the same validator
+
+
+def test_evaluate_notebook_runs_the_params_file_it_is_given(tmp_path):
+    """``papermill evaluate.ipynb -p params_file X`` runs X's grid, not a built-in default."""
+    import papermill as pm
+
+    path = tmp_path / "p.yaml"
+    store = tmp_path / "s.sqlite"
+    path.write_text(FIXTURE.read_text().replace("methods: [vanilla, divprune]", "methods: [vanilla]")
+                    .replace("limit: 2 ", "limit: 1 ").replace("ratios: [0.889]", "ratios: [0.778]"))  # fmt: skip
+    with report.kernel_env():
+        pm.execute_notebook(report.NOTEBOOKS / "evaluate.ipynb", tmp_path / "run.ipynb",
+                            parameters={"params_file": str(path), "dimension": "math", "store": str(store)},
+                            kernel_name="python3", progress_bar=False, execution_timeout=600)  # fmt: skip
+    expected = grid.expand(report.load_grid(path, store, dimensions=["math"]))
+    stored = ResultStore(store).cells()
+    assert len(stored) == len(expected) == 1 + 2  # vanilla + the two random baselines at the file's one ratio
+    assert set(stored["ratio"].astype(float).round(3)) == {0.0, 0.778}
+    assert set(stored["dataset"]) == {"synthetic/math"} and len(ResultStore(store).frame()) == 3
 
 
 def test_grid_cells_selects_the_grid_and_the_newest_run_of_a_configuration(tmp_path):
@@ -197,7 +215,19 @@ def test_findings_summary_states_claim_status_and_numbers():
 def test_plot_kept_tokens_darkens_exactly_the_pruned_patches():
     from PIL import Image
 
-    fig = report.plot_kept_tokens(Image.new("RGB", (60, 40), "white"), [0, 5], (2, 3))
+    from unipb_core.analysis import plot_kept_tokens
+
+    fig = plot_kept_tokens(Image.new("RGB", (60, 40), "white"), [0, 5], (2, 3))
     shade = fig.axes[0].images[1].get_array()
     assert shade.shape == (2, 3, 4)
     assert [i for i, alpha in enumerate(shade[..., 3].ravel()) if alpha == 0] == [0, 5]
+
+
+def test_kept_caption_says_where_the_count_applies():
+    from unipb_core.explore import kept_caption
+
+    intra = {"kept_indices": [], "n_visual": 144, "stages": [{"kind": "intra", "layer": 3, "n_in": 144}]}
+    assert kept_caption(intra) == "0 of 144 visual tokens kept from decoder layer 3 on (layers 0-2: 144)"
+    pre = {"kept_indices": list(range(16)), "n_visual": 144, "stages": [{"kind": "pre", "layer": None, "n_in": 144}]}
+    assert kept_caption(pre) == "16 of 144 visual tokens kept (pruned before the LLM)"
+    assert kept_caption({"kept_indices": list(range(144)), "n_visual": 144, "stages": []}).endswith("(unpruned)")

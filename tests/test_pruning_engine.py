@@ -67,7 +67,7 @@ def test_contiguous_positions_renumber_for_1d_families(family, image):
         original = logits(model, inputs)
     with PruningEngine(model, get("random_pre"), 0.889, positions="contiguous") as engine:
         contiguous = logits(model, inputs)
-        assert engine.config()["positions"] == "contiguous"
+        assert engine.positions == "contiguous"
     assert original.shape == contiguous.shape and not torch.allclose(original, contiguous)
     for name in ("random_pre", "random_intra"):  # cached decoding stays exact under renumbering
         with PruningEngine(model, get(name), 0.778, positions="contiguous") as engine:

@@ -172,3 +172,21 @@ def test_timing_intervals_nest_for_every_stage(tmp_path, method):
         assert t["method"] > 0
         assert t["method"] + t["vision"] + t["llm_prefill"] <= t["prefill"] <= t["total"]
         assert t["prefill"] + t["decode"] <= t["total"]
+
+
+def test_unipb_run_prints_one_summary_row_per_cell_with_new_and_skipped(tmp_path, capsys):
+    """The one cell summary (runner.cell_summary) behind `unipb run`: a re-run evaluates nothing new."""
+    from unipb_core import cli
+
+    params = _write_params(tmp_path, dimensions=["ocr"], limit=2)
+    n_cells = len(expand(load_params(params)))
+    assert cli.main(["run", str(params), "--quiet"]) == 0
+    first = capsys.readouterr().out.splitlines()
+    assert cli.main(["run", str(params), "--quiet"]) == 0
+    second = capsys.readouterr().out.splitlines()
+    header = first[1].split()
+    assert header[:8] == ["model", "method", "ratio", "seed", "dataset", "samples", "new", "errors"]
+    assert {"accuracy", "parsed", "kept_visual", "prefill_ms"} <= set(header)
+    rows = [line.split() for line in first[2:]]
+    assert len(rows) == n_cells and all(row[5:7] == ["2", "2"] for row in rows)  # every sample new
+    assert all(line.split()[5:7] == ["2", "0"] for line in second[2:])  # all skipped on the re-run

@@ -36,35 +36,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def summary_table(frame) -> str:
-    """Mean accuracy, kept visual tokens and prefill time per (model, method, ratio), over datasets and seeds."""
+def summary_text(summary) -> str:
+    """``runner.cell_summary`` as plain text for the terminal, with a line counting failed samples."""
     import pandas as pd
 
-    if frame.empty:
-        return "(no records)"
-    ok = frame[frame["error"].isna()]
-    kept = ok["kept"].map(lambda k: (k or {}).get("visual_kept_mean", float("nan")))
-    table = (
-        ok.assign(kept_mean=kept)
-        .groupby(["model", "method", "ratio"], sort=True)
-        .agg(
-            accuracy=("correct", "mean"),
-            parsed=("parsed", "mean"),
-            kept=("kept_mean", "mean"),
-            prefill_ms=("t_prefill", lambda t: 1000 * t.median()),
-            samples=("sample_id", "count"),
-        )  # fmt: skip
-        .reset_index()
-    )
-    errors = int(frame["error"].notna().sum())
-    with pd.option_context("display.max_rows", 500, "display.width", 140, "display.float_format", "{:.3f}".format):
-        text = table.to_string(index=False)
-    return text + (f"\n{errors} sample(s) failed; their errors are in the store." if errors else "")
+    if summary.empty:
+        return "(no cells)"
+    with pd.option_context("display.max_rows", None, "display.width", 160, "display.float_format", "{:.3f}".format):
+        text = summary.drop(columns="config_hash").to_string(index=False)
+    errors = int(summary["errors"].sum())
+    return text + (f"\n{errors} sample(s) failed in this run; their errors are in the store." if errors else "")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a params grid into the store (resumable), then print a summary table."""
     from .grid import ParamsError, expand, load_params, run
+    from .runner import cell_summary
     from .store import ResultStore
 
     try:
@@ -74,9 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     print(f"{len(expand(params))} cells -> {params.store} (executor: {params.executor})")
     results = run(params, progress=not args.quiet)
-    hashes = [r.config_hash for r in results]
-    frame = ResultStore(params.store).frame(config_hash=hashes)
-    print(summary_table(frame))
+    print(summary_text(cell_summary(results, ResultStore(params.store))))
     return 0
 
 

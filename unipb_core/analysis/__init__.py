@@ -9,6 +9,7 @@ from .finding import Finding
 from .plots import (
     plot_accuracy_vs_ratio,
     plot_dimension_sensitivity,
+    plot_kept_tokens,
     plot_pareto,
     plot_relative_heatmap,
     plot_variance_decomposition,
@@ -30,6 +31,7 @@ __all__ = [
     "pareto_front",
     "plot_accuracy_vs_ratio",
     "plot_dimension_sensitivity",
+    "plot_kept_tokens",
     "plot_pareto",
     "plot_relative_heatmap",
     "plot_variance_decomposition",

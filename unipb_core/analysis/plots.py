@@ -6,8 +6,10 @@ global figure manager: a notebook displays the returned figure once, and scripts
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
@@ -125,4 +127,24 @@ def plot_variance_decomposition(data: Finding | pd.DataFrame) -> Figure:
     ax = fig.subplots()
     sns.barplot(data=table, x="factor", y="eta_sq", color="tab:blue", ax=ax)
     ax.set(xlabel="factor", ylabel="eta-squared (share of variance)", ylim=(0, 1))
+    return fig
+
+
+def plot_kept_tokens(image: Any, kept: Sequence[int], grid_shape: tuple[int, int], title: str = "") -> Figure:
+    """The image with pruned visual tokens darkened on its patch grid (``kept`` in raster order; the explorer)."""
+    rows, cols = grid_shape
+    mask = np.zeros(rows * cols, dtype=bool)
+    mask[[k for k in kept if k < rows * cols]] = True
+    shade = np.zeros((rows, cols, 4))
+    shade[..., 3] = np.where(mask.reshape(rows, cols), 0.0, 0.65)  # pruned patches: 65 % black
+    width, height = image.size
+    fig = Figure(figsize=(5, 5 * height / width), layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(image)
+    ax.imshow(shade, extent=(0, width, height, 0), interpolation="nearest")
+    ax.set_xticks(np.linspace(0, width, cols + 1), labels=[])
+    ax.set_yticks(np.linspace(0, height, rows + 1), labels=[])
+    ax.grid(color="white", linewidth=0.3, alpha=0.5)
+    ax.tick_params(length=0)
+    ax.set_title(title or f"{int(mask.sum())} of {rows * cols} visual tokens kept", fontsize="small", wrap=True)
     return fig

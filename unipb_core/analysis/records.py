@@ -8,9 +8,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-VANILLA = "vanilla"  # method key of the unpruned baseline (ratio 0)
-BASELINE_CATEGORY = "baseline"
-RANDOM_CATEGORY = "random"
+from ..vocabulary import BASELINE_CATEGORY, RANDOM_CATEGORY, VANILLA  # noqa: F401  (re-exported to the findings)
+
 VANILLA_EPS = 1e-9  # a vanilla accuracy at or below this makes relative accuracy undefined (NaN)
 
 SCHEMA: dict[str, str] = {

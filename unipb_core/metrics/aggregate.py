@@ -8,12 +8,8 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Sequence
-from typing import TYPE_CHECKING
 
-from unipb_core.metrics.score import Judge, SampleScore, judge_name
-
-if TYPE_CHECKING:
-    from unipb_core.data.sample import Sample
+from unipb_core.metrics.score import Judge, SampleLike, SampleScore, judge_name
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +34,8 @@ def group_all_correct(keys: Sequence[Hashable], scores: Sequence[SampleScore]) -
 
 
 def split_by(
-    keys: Sequence[Hashable], samples: Sequence[Sample], scores: Sequence[SampleScore]
-) -> dict[Hashable, tuple[list[Sample], list[SampleScore]]]:
+    keys: Sequence[Hashable], samples: Sequence[SampleLike], scores: Sequence[SampleScore]
+) -> dict[Hashable, tuple[list[SampleLike], list[SampleScore]]]:
     """``{key: (samples, scores)}`` in first-seen key order, for per-category breakdowns."""
     parts: dict[Hashable, tuple[list, list]] = defaultdict(lambda: ([], []))
     for key, sample, score in zip(keys, samples, scores, strict=True):
@@ -81,7 +77,7 @@ def parse_failure_rate(scores: Sequence[SampleScore]) -> float:
 def finish(
     dataset: str,
     metrics: dict[str, float],
-    samples: Sequence[Sample],
+    samples: Sequence[SampleLike],
     scores: Sequence[SampleScore],
     headline: float,
     judge: Judge | None = None,

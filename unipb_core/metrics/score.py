@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:  # metrics must not import the data package at run time (data imports metrics)
-    from unipb_core.data.sample import Sample
+
+class SampleLike(Protocol):
+    """What metrics may read of a ``data.Sample``. Metrics sits below data (each dataset spec names its
+    scorer), so it types samples by this protocol and never imports the data package, not even for typing."""
+
+    id: str
+    question: str
+    options: list[str]
+    answer: str
+
 
 # A judge maps (sample, raw prediction) to an answer the rules can read ("B", "yes", "42"). It is called
 # only when the rules fail, and the dataset's own rules are run again on what it returns.
-Judge = Callable[["Sample", str], str]
+Judge = Callable[[SampleLike, str], str]
 
 
 @dataclass(frozen=True)
@@ -43,7 +51,7 @@ def judge_name(judge: Judge | None) -> str | None:
 def score_with_rules(
     extract: Callable[[str], str],
     match: Callable[[str], float],
-    sample: Sample,
+    sample: SampleLike,
     prediction: str,
     judge: Judge | None = None,
 ) -> SampleScore:
