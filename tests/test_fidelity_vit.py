@@ -328,6 +328,14 @@ def test_prumerge_adaptive_budget_is_the_released_count(n):
     assert fixed.keep.tolist() == expected_keep
 
 
+def test_prumerge_adaptive_budget_is_refused_by_the_engine_plan():
+    for name in ("prumerge", "prumerge_plus"):
+        with pytest.raises(ValueError, match="budget='adaptive' keeps a data-dependent number"):
+            get(name, budget="adaptive").plan(144, 0.889, 8)
+        with pytest.raises(ValueError, match="budget must be one of fixed, adaptive"):
+            get(name, budget="iqr")
+
+
 def test_prumerge_inputs_separate_every_component():
     """Neighbour count, extra token and weights each change the merged features on this input."""
     n = 144

@@ -15,8 +15,9 @@ Fixed budget (default, ``budget="fixed"``; the released ``if_adaptive=False`` pa
 budget): ``n_keep`` tokens in all, the extra token inside the budget: the top ``n_keep - 1`` by attention are
 kept and merged, and the extra token takes the slot of the last pruned token in raster order (the released
 code appends it after the kept tokens; the engine keeps every token at an original position, so the latest
-free one is the closest). ``budget="adaptive"`` returns the released adaptive count (outliers + the extra token);
-the engine's fixed per-stage count rejects it, so it serves direct ``select`` calls (e.g. measuring the count).
+free one is the closest). ``budget="adaptive"`` returns the released adaptive count (outliers + the extra
+token) from ``select``; the engine holds a fixed count per stage, so ``plan`` refuses it (it serves direct
+``select`` calls, e.g. measuring the released count per image).
 Nothing pruned (ratio 0): the tokens are returned unchanged (the engine's ratio-0 invariant; the released
 code would still merge neighbours and append a zero extra token).
 Parameters: ``k`` (32), ``budget`` ("fixed"). Stage: pre-LLM. Input deviations (inputs come from
@@ -35,7 +36,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from .base import PruningMethod, Selection, top_k
+from .base import PruningMethod, Selection, Stage, top_k
 from .context import PruneContext
 from .registry import register
 from .vit_common import cosine_matrix, encoder_attention_notes
@@ -110,6 +111,15 @@ class PruMerge(PruningMethod):
             raise ValueError(f"method {self.name!r}: budget must be one of {', '.join(BUDGETS)} (got {self.budget!r})")
         if not isinstance(self.k, int) or self.k < 0:
             raise ValueError(f"method {self.name!r}: k (neighbours merged into each kept token) must be an int >= 0")
+
+    def plan(self, n_visual: int, ratio: float, num_layers: int) -> list[Stage]:
+        if self.budget == "adaptive":
+            raise ValueError(
+                f"method {self.name!r}: budget='adaptive' keeps a data-dependent number of tokens (the released IQR "
+                "count), which the engine's fixed per-stage count cannot hold; use budget='fixed' in runs, or call "
+                "select() on a PruneContext to get the released adaptive selection"
+            )
+        return super().plan(n_visual, ratio, num_layers)
 
     def kept_tokens(self, attention: torch.Tensor, n_kept: int | None) -> torch.Tensor:
         """Tokens kept besides the extra one: ``n_kept`` of them, or the released adaptive set when None."""
