@@ -29,7 +29,7 @@ DEFAULTS = {
     "prumerge": ("vit", "pre", {"k": 32, "budget": "fixed"}, ("authors",), (48, 32, 16)),
     # Same file, `token_prune_merge_advanced_plus`: the same 32 neighbours and extra token, stride samples.
     "prumerge_plus": ("vit", "pre", {"k": 32, "budget": "fixed"}, ("authors",), (48, 32, 16)),
-    # dvlab-research/VisionZip README: 54 + 10 / 108 + 20 / 162 + 30 dominant + contextual for 64 / 128 / 192.
+    # dvlab-research/VisionZip README: visionzip(model, dominant=54, contextual=10) for 64 tokens, as a share.
     "visionzip": ("vit", "pre", {"dominant_share": 54 / 64}, ("authors",), (48, 32, 16)),
     # Theia-4869/VisPruner llava/eval/model_vqa_loader.py --important_ratio 0.5; llava/model/llava_arch.py
     # `encode_images`: r = min(8, R - T_div) duplicates dropped per round.

@@ -8,8 +8,8 @@ attention; of the remaining patches (original order, ``M`` of them), every ``max
 target (the first ``C``); every other remaining patch is assigned to its most key-similar target (cosine, first
 maximum on ties); each contextual token = its target's features + the mean of the features assigned to it (the
 target alone when none).
-Budget: ``D = round(n_keep * dominant_share)`` with ``dominant_share`` = 54 / 64 (the README's 54 + 10, 108 + 20 and
-162 + 30 for 64 / 128 / 192 tokens: one share). The LLM here never sees [CLS] (LLaVA drops it, InternVL drops it
+Budget: ``D = round(n_keep * dominant_share)`` with ``dominant_share`` = 54 / 64 (the README's
+``visionzip(model, dominant=54, contextual=10)`` for 64 tokens, as a share for every budget). The LLM here never sees [CLS] (LLaVA drops it, InternVL drops it
 before pixel shuffle, Qwen2.5-VL has none), so the [CLS] slot cannot be filled with [CLS]: the dominant patches
 are exactly the released ``D - 1`` and the slot goes to the contextual tokens, ``C = n_keep - D + 1``.
 Nothing pruned (ratio 0): the tokens are returned unchanged (the engine's ratio-0 invariant).
