@@ -9,9 +9,10 @@ target (the first ``C``); every other remaining patch is assigned to its most ke
 maximum on ties); each contextual token = its target's features + the mean of the features assigned to it (the
 target alone when none).
 Budget: ``D = round(n_keep * dominant_share)`` with ``dominant_share`` = 54 / 64 (the README's
-``visionzip(model, dominant=54, contextual=10)`` for 64 tokens, as a share for every budget). The LLM here never sees [CLS] (LLaVA drops it, InternVL drops it
-before pixel shuffle, Qwen2.5-VL has none), so the [CLS] slot cannot be filled with [CLS]: the dominant patches
-are exactly the released ``D - 1`` and the slot goes to the contextual tokens, ``C = n_keep - D + 1``.
+``visionzip(model, dominant=54, contextual=10)`` for 64 tokens, as a share for every budget). The LLM here
+never sees [CLS] (LLaVA drops it, InternVL drops it before pixel shuffle, Qwen2.5-VL has none), so the [CLS]
+slot cannot be filled with [CLS]: the dominant patches are exactly the released ``D - 1`` and the slot goes to
+the contextual tokens, ``C = n_keep - D + 1``.
 Nothing pruned (ratio 0): the tokens are returned unchanged (the engine's ratio-0 invariant).
 Parameters: ``dominant_share`` (54 / 64). Stage: pre-LLM; merges. Input deviations: merging uses the projected
 tokens (the released code merges the CLIP features of layer -2 before the projector); similarity uses the
