@@ -280,14 +280,20 @@ class PruningEngine:
             num_layers=self.model.num_layers,
             layer_inputs=s.layer_inputs,
             vision=self._vision_extras(stage),
+            final_norm=getattr(self.model.language_model, "norm", None),
         )
         sel = self._select(stage, ctx)
         keep_pos, _ = torch.sort(torch.cat([text_pos, vis_pos[sel.keep.to(vis_pos.device)]]))
         new_visual = _positions(torch.isin(keep_pos, vis_pos), sel.keep.numel())
-        origin = view.visual_origin[sel.keep.to(view.visual_origin.device)]
+        order = sel.keep if getattr(sel, "entry", None) is None else sel.entry  # study variants: see study.py
+        if order is not sel.keep:  # the kept tokens fill the visual slots in the method's order
+            keep_pos = keep_pos.clone()
+            keep_pos[new_visual] = vis_pos[order.to(vis_pos.device)]
+        origin = view.visual_origin[order.to(view.visual_origin.device)]
         s.records.append(
-            StageRecord(stage.label, stage.kind, stage.layer, int(vis_pos.numel()), int(sel.keep.numel()), origin)
-        )
+            StageRecord(stage.label, stage.kind, stage.layer, int(vis_pos.numel()), int(sel.keep.numel()),
+                        torch.sort(origin).values)
+        )  # fmt: skip
         return _View(view.index[keep_pos], new_visual, origin), sel, keep_pos
 
     def _vision_extras(self, stage: Stage) -> dict:
@@ -417,7 +423,7 @@ class PruningEngine:
             changed = True
         elif stage is not None:
             n = previous.visual_positions.numel()
-            s.records.append(StageRecord(stage.label, "intra", idx, n, n, previous.visual_origin))
+            s.records.append(StageRecord(stage.label, "intra", idx, n, n, torch.sort(previous.visual_origin).values))
         view = self._current_view(idx, s)
         if view is not None:
             self._gather_layer_kwargs(kwargs, view, hidden)
@@ -456,7 +462,10 @@ class PruningEngine:
         mask = kwargs.get("attention_mask")
         if isinstance(mask, torch.Tensor):
             if cache.get("mask_src") is not mask:
-                cache["mask"] = mask[:, :, index][:, :, :, index]
+                # Sorted: a view whose kept tokens are in a method's entry order (study.py) stays causal in
+                # its own sequence order, as the study's sliced mask is; a no-op for sequence-ordered views.
+                rows = torch.sort(index).values
+                cache["mask"] = mask[:, :, rows][:, :, :, rows]
                 cache["mask_src"] = mask
             kwargs["attention_mask"] = cache["mask"]
         pos_ids = kwargs.get("position_ids")
