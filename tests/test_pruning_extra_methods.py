@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import draw_image, tiny_model
-from pruning_invariants import PROMPT, check_invariants, logits
+from pruning_invariants import PROMPT, logits
 
 from unipb_core.models.base import Downsampled, ModelInputError
 from unipb_core.pruning import PruningEngine, PruningError, Stage, get
@@ -49,8 +49,8 @@ def run(model, method, ratio, inputs, **kwargs):
 
 @pytest.mark.parametrize("ratio", RATIOS)
 @pytest.mark.parametrize("method_name", METHODS)
-def test_invariants(model, inputs, method_name, ratio):
-    check_invariants(model, method_name, ratio, inputs)
+def test_layer_averaged_budget(model, inputs, method_name, ratio):
+    """The layer-averaged visual count hits the target (the contract matrix checks the per-stage counts)."""
     summary, _ = run(model, get(method_name), ratio, inputs)
     n, layers = summary["n_visual"], model.num_layers
     if method_name in ("mustdrop", "downsample"):  # downsample: one exact stage; mustdrop: the filter's count

@@ -383,8 +383,9 @@ class PruningEngine:
         return (), kwargs
 
     def _always_apply(self) -> bool:
-        # Merging methods change features even when nothing is dropped; plain selection at ratio 0 is a no-op.
-        return bool(getattr(self.method, "merges", False))
+        # Merging methods change features even when a stage drops nothing; plain selection is then a no-op.
+        # At ratio 0 no stage acts at all: the contract is that ratio 0 is the stock model, for every method.
+        return self.ratio > 0 and bool(getattr(self.method, "merges", False))
 
     def _after_lm(self, module, args, kwargs, output):
         if self._state is not None and self._state.phase == "lm_prefill":
