@@ -38,8 +38,9 @@ DEFAULTS = {
         "global_thr": 0.001,
         "individual_thr": 0.001,
     },  # fmt: skip
-    # UniPruneBench methods/Random_IntraLLM.py with layer_prune.DEFAULT_GENERIC_PRUNE_LAYER = 2.
-    "random_intra": {"layer": 2},
+    # UniPruneBench methods/Random_IntraLLM.py with layer_prune.DEFAULT_GENERIC_PRUNE_LAYER = 2 (variant "study":
+    # its int() count).
+    "random_intra": {"layer": 2, "variant": "authors"},
 }
 
 
@@ -68,6 +69,7 @@ RESOLVED = [
     ("vtw", {}, [(7, 0)]),
     ("vtw", {"layer": 15}, [(15, 0)]),
     ("random_intra", {}, [(2, 128)]),
+    ("random_intra", {"variant": "study"}, [(2, 127)]),
 ]
 
 

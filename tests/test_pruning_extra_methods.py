@@ -82,8 +82,8 @@ def cos(a, b):
     return float(a @ b) / (float(a.norm()) * float(b.norm()))
 
 
-def rcos(a, b):  # the merge ranks cosines rounded to 1e-6 (float noise must not reorder identical tokens)
-    return round(cos(a, b), 6)
+def rcos(a, b):  # the merge ranks cosines rounded to 4 decimals (float noise must not reorder identical tokens)
+    return round(cos(a, b), 4)
 
 
 def top_by_loop(scores, k):
@@ -118,7 +118,7 @@ def slow_spatial_merge(x, rows, cols, n_keep, w):
             members = [r * cols + c for r in range(r0, r1) for c in range(c0, c1)]
             centre = ((r0 + r1 - 1) // 2) * cols + (c0 + c1 - 1) // 2
             pairs = [rcos(x[i], x[j]) for i in members for j in members if i != j]
-            windows.append((round(sum(pairs) / len(pairs), 6) if pairs else -math.inf, members, centre))
+            windows.append((round(sum(pairs) / len(pairs), 4) if pairs else -math.inf, members, centre))
     clusters = {i: [i] for i in range(len(x))}
     remove = len(x) - n_keep
     for _, members, centre in sorted(windows, key=lambda t: -t[0]):  # sorted() is stable: ties keep tile order
