@@ -87,3 +87,14 @@ def test_resolved_layers_by_depth():
     assert [k for k, _ in stages("mustdrop")] == [None, 3]  # filtered after layer 2
     assert get("dart").pivots() == (4, 4) and get("dart", variant="study").pivots() == (10, 5)
     assert get("fitprune").first_layer() == 1 and get("fitprune", variant="study").first_layer() == 2
+
+
+def test_study_count_is_int_of_the_studys_keep_ratio():
+    """The study sets KEEP_RATIO = 0.333 / 0.222 / 0.111 and keeps int(N * KEEP_RATIO): 333 of 1000 tokens at
+    66.7 %, where int(1000 * (1 - 0.667)) would give 332 (float 0.33299999999999996)."""
+    from unipb_core.pruning.study import study_count
+
+    assert [study_count(1000, r) for r in (0.667, 0.778, 0.889)] == [333, 222, 111]
+    assert [study_count(144, r) for r in (0.667, 0.778, 0.889)] == [47, 31, 15]
+    assert stages("fastv", n=1000, ratio=0.667, variant="study") == [(2, 333)]
+    assert stages("random_intra", n=500, ratio=0.778, variant="study") == [(2, 111)]

@@ -266,9 +266,10 @@ def test_sparsevlm_recycled_features_reach_the_next_layer(eager_llava):
 
 
 # ---------------------------------------------------------------------------- Downsample
-def test_downsample_at_ratio_zero_is_the_stock_model(model, inputs):
-    """Re-encoding at the original size goes through the stock vision path (Qwen: patchify undone and redone)."""
-    summary, out = run(model, get("downsample"), 0.0, inputs)
+def test_downsample_at_the_full_size_is_the_stock_model(model, inputs):
+    """Re-encoding at the original size goes through the stock vision path (Qwen: patchify undone and redone).
+    Ratio 0.001 keeps all 144 tokens but still re-encodes (at ratio 0 the engine applies no stage at all)."""
+    summary, out = run(model, get("downsample"), 0.001, inputs)
     assert summary["stages"][0]["kept"] == list(range(144))
     torch.testing.assert_close(out.logits, logits(model, inputs), rtol=0, atol=1e-6)
 

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from .base import AUTHORS, DEFAULT_INTRA_LAYER, PruningMethod, Selection, Stage, n_keep_for
 from .context import PruneContext
 from .registry import register
+from .study import study_count
 
 BUDGETS = ("fixed", "adaptive")
 AUTHORS_PIVOTS = (4, 4)  # --pivot_image_token 4 --pivot_text_token 4 in the authors' scripts
@@ -154,7 +155,7 @@ class DART(PruningMethod):
         """The authors' / study's ``TOKEN_TOPK``, or ``None`` for the fixed budget."""
         n_pivots = sum(self.pivots())
         if self.variant == "study":
-            return n_keep_for(n_visual, ratio, truncate=True) // n_pivots
+            return study_count(n_visual, ratio) // n_pivots
         if self.budget == "adaptive":
             return n_keep_for(n_visual, ratio) // n_pivots
         return None

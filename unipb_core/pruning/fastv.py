@@ -35,7 +35,7 @@ import torch
 from .base import AUTHORS, DEFAULT_INTRA_LAYER, ScoredMethod, Selection, Stage, n_keep_for
 from .context import PruneContext
 from .registry import register
-from .study import EntryOrder
+from .study import EntryOrder, study_count
 
 
 @register
@@ -57,7 +57,13 @@ class FastV(ScoredMethod):
             raise ValueError(f"fastv: layer must be >= 1 (it scores with layer K-1), got {self.layer}")
 
     def plan(self, n_visual: int, ratio: float, num_layers: int) -> list[Stage]:
-        return [Stage("intra", self.layer, n_keep_for(n_visual, ratio, truncate=self.variant == "study"))]
+        return [
+            Stage(
+                "intra",
+                self.layer,
+                study_count(n_visual, ratio) if self.variant == "study" else n_keep_for(n_visual, ratio),
+            )
+        ]
 
     def score(self, ctx: PruneContext) -> torch.Tensor:
         return ctx.received_attention(self.queries, layer=self.layer - 1)

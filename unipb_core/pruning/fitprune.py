@@ -35,11 +35,11 @@ from typing import ClassVar
 
 import torch
 
-from .base import AUTHORS, DEFAULT_INTRA_LAYER, ScoredMethod, Selection, Stage, n_keep_for
+from .base import AUTHORS, DEFAULT_INTRA_LAYER, ScoredMethod, Selection, Stage
 from .context import PruneContext
 from .registry import register
 from .schedule import check_layers, geometric_counts
-from .study import EntryOrder
+from .study import EntryOrder, study_count
 
 AUTHORS_START = 1  # the authors' delete_scheme prunes from layer 0's output on
 
@@ -73,7 +73,7 @@ class FitPrune(ScoredMethod):
             raise ValueError(f"fitprune: start must be >= 1 (it scores with layer K-1), got {start}")
         if self.variant == "study":
             layer = check_layers([start], num_layers, self.name)[0]
-            return [Stage("intra", layer, n_keep_for(n_visual, ratio, truncate=True))]
+            return [Stage("intra", layer, study_count(n_visual, ratio))]
         layers = check_layers(list(range(start, num_layers)), num_layers, self.name)
         counts = geometric_counts(n_visual, layers, num_layers, ratio)
         return [Stage("intra", k, n) for k, n in zip(layers, counts, strict=True)]

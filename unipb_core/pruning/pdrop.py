@@ -39,11 +39,11 @@ from typing import ClassVar
 
 import torch
 
-from .base import AUTHORS, ScoredMethod, Selection, Stage, n_keep_for
+from .base import AUTHORS, ScoredMethod, Selection, Stage
 from .context import PruneContext
 from .registry import register
 from .schedule import check_layers, geometric_counts, scaled_layers
-from .study import EntryOrder
+from .study import EntryOrder, study_count
 
 AUTHORS_FRACTIONS = (8 / 32, 16 / 32, 24 / 32)  # layer_list [8, 16, 24] of LLaVA-1.5-7B's 32 layers
 STUDY_FRACTIONS = (6 / 28, 12 / 28, 18 / 28)  # the study's (6, 12, 18) on its 28-layer models
@@ -76,7 +76,7 @@ class PDrop(ScoredMethod):
         if self.variant == "study":
             counts, n = [], n_visual
             for _ in layers:
-                n = n_keep_for(n, ratio, truncate=True)
+                n = study_count(n, ratio)
                 counts.append(n)
         elif self.lam is not None:
             counts = [int(n_visual * self.lam ** (j + 1)) for j in range(len(layers))]  # the authors' int()

@@ -15,6 +15,7 @@ from .base import AUTHORS, DEFAULT_INTRA_LAYER, PruningMethod, Selection, Stage,
 from .context import PruneContext
 from .random_pre import random_subset
 from .registry import register
+from .study import study_count
 
 
 @register
@@ -28,7 +29,13 @@ class RandomIntra(PruningMethod):
     variant: str = AUTHORS
 
     def plan(self, n_visual: int, ratio: float, num_layers: int) -> list[Stage]:
-        return [Stage("intra", self.layer, n_keep_for(n_visual, ratio, truncate=self.variant == "study"))]
+        return [
+            Stage(
+                "intra",
+                self.layer,
+                study_count(n_visual, ratio) if self.variant == "study" else n_keep_for(n_visual, ratio),
+            )
+        ]
 
     def select(self, ctx: PruneContext) -> Selection:
         return random_subset(ctx)

@@ -28,3 +28,13 @@ class EntryOrder(Selection):
     def of(cls, entry: torch.Tensor) -> EntryOrder:
         return cls(keep=torch.sort(entry).values, entry=entry)
 
+
+def study_count(n_visual: int, ratio: float) -> int:
+    """``int(N * KEEP_RATIO)``, the study's count (``keep_num = int(image_len * keep_radio)``).
+
+    The study sets the keep ratio directly (env ``KEEP_RATIO`` = 0.333 / 0.222 / 0.111); ``1 - ratio`` is rounded
+    to 12 decimals first so it is that same float: ``int(1000 * (1 - 0.667))`` is 332 (0.33299999999999996),
+    the study's ``int(1000 * 0.333)`` is 333. ``base.n_keep_for(..., truncate=True)`` has that off-by-one at
+    N = 500, 1000, 1500, ...
+    """
+    return int(n_visual * round(1.0 - ratio, 12))
