@@ -239,6 +239,41 @@ def test_sparsevlm_first_stage_matches_eager_attention(eager_llava):
     assert first["kept"] == top_by_loop(scores, first["n_out"])
 
 
+def slow_raters(embeds, visual, text):
+    """modelling_sparse_llama.py: m_v_t = (v_t @ t_t^T).softmax(text).mean(visual); raters = m_v_t > mean."""
+    relevance = [0.0] * len(text)
+    for v in visual:
+        logits_v = torch.tensor([float(embeds[v].double() @ embeds[t].double()) for t in text], dtype=torch.float64)
+        for j, p in enumerate(torch.softmax(logits_v, 0).tolist()):
+            relevance[j] += p / len(visual)
+    return [j for j, r in enumerate(relevance) if r > sum(relevance) / len(relevance)]
+
+
+def test_sparsevlm_later_stage_uses_the_raters_of_the_llm_input(eager_llava):
+    """The raters are chosen once from the LLM input embeddings (the authors'), not from each stage's input: the
+    second stage (layer 2) scores with layer 1's map over the sequence the first stage pruned."""
+    model, inputs = eager_llava
+    summary, out = run(model, get("sparsevlm"), 0.667, inputs, output_attentions=True, output_hidden_states=True)
+    first, second = summary["stages"][:2]
+    assert (first["layer"], second["layer"]) == (1, 2) and 0 < second["n_out"] < second["n_in"]
+    visual0 = model.visual_mask(inputs["input_ids"][0]).nonzero().squeeze(1).tolist()
+    embeds = out.hidden_states[0][0]
+    text0 = list(range(visual0[-1] + 1, embeds.shape[0]))
+    chosen = slow_raters(embeds, visual0, text0)
+    attn = out.attentions[1][0].double()  # layer 1 ran on the first stage's kept tokens
+    v0, n1 = visual0[0], first["n_out"]
+    visual1 = list(range(v0, v0 + n1))  # one image: its kept tokens stay contiguous
+    text1 = list(range(v0 + n1, attn.shape[-1]))
+    raters = [text1[j] for j in chosen]
+    scores = [sum(float(attn[h, r, v]) for h in range(attn.shape[0]) for r in raters) / (attn.shape[0] * len(raters))
+              for v in visual1]  # fmt: skip
+    assert second["kept"] == [first["kept"][j] for j in top_by_loop(scores, second["n_out"])]
+    # Raters from a later layer's hidden states (layer 0's output, full length) would differ on this input.
+    hidden1 = out.hidden_states[1][0]
+    assert hidden1.shape[0] == embeds.shape[0]
+    assert slow_raters(hidden1, [visual0[i] for i in first["kept"]], text0) != chosen
+
+
 def test_sparsevlm_recycling_matches_slow_transcription():
     x = torch.randn(10, 4, generator=torch.Generator().manual_seed(1))
     scores = torch.tensor([0.9, 0.1, 0.8, 0.3, 0.7, 0.2, 0.6, 0.05, 0.5, 0.4])

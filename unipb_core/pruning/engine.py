@@ -446,7 +446,10 @@ class PruningEngine:
                           _complement(positions, hidden.shape[1]))  # fmt: skip
 
     def _captures(self, idx: int, s: _Prefill) -> bool:
-        # Methods score at layer K with layer K's or K-1's attention; keep references to those inputs only.
+        # Methods score at layer K with layer K's or K-1's attention; keep references to those inputs only,
+        # plus the LLM input (layer 0) for a method that reads it (``needs_llm_input``: SparseVLM's raters).
+        if idx == 0 and getattr(self.method, "needs_llm_input", False):
+            return True
         return any(st.kind == "intra" and st.layer is not None and idx in (st.layer - 1, st.layer) for st in s.stages)
 
     def _gather_layer_kwargs(self, kwargs: dict, view: _View, hidden: torch.Tensor) -> None:
