@@ -195,16 +195,45 @@ def test_intra_llm_equals_stock_model_with_dropped_keys_masked_from_layer_k(mode
     """The intra-LLM twin of the pre-LLM test: gathering at layer K keeps every kept token's position and causal
     order, so the pruned logits equal the stock model's with the dropped tokens masked as keys from K on, row by
     row at the kept positions (read off the stage records, not assumed)."""
+    seen: dict = {}
+
+    def record(layer):  # registered after the engine's hooks: sees what the engine hands each decoder layer
+        def pre(module, args, kwargs):
+            seen[layer] = (kwargs["position_embeddings"][0][0].clone(), kwargs.get("position_ids"))
+
+        return pre
+
     with PruningEngine(model, get(method_name, **params), 0.778, seed=3) as engine:
-        pruned = logits(model, inputs)
+        handles = [
+            layer.register_forward_pre_hook(record(i), with_kwargs=True) for i, layer in enumerate(model.decoder_layers)
+        ]
+        try:
+            pruned = logits(model, inputs)
+        finally:
+            for h in handles:
+                h.remove()
         summary = engine.summary()
+    stock_pos = {}
+    handle = model.decoder_layers[0].register_forward_pre_hook(
+        lambda m, a, kw: stock_pos.update(cos=kw["position_embeddings"][0][0].clone()), with_kwargs=True
+    )
+    try:
+        reference_plain = logits(model, inputs)
+    finally:
+        handle.remove()
     stages = [s for s in summary["stages"] if s["n_out"] < s["n_in"]]
     assert stages and all(s["kind"] == "intra" for s in stages)
     reference = stock_with_keys_masked_from_stages(model, inputs, stages)
-    # Rows that survive to the output: every text token and the visual tokens the last stage kept.
     ids = inputs["input_ids"][0]
     is_visual = model.visual_mask(ids)
-    visual_pos = is_visual.nonzero().squeeze(1)
-    kept_rows = torch.sort(torch.cat([(~is_visual).nonzero().squeeze(1), visual_pos[stages[-1]["kept"]]])).values
-    assert pruned.shape[1] == kept_rows.numel()
+    visual_pos, text_pos = is_visual.nonzero().squeeze(1), (~is_visual).nonzero().squeeze(1)
+    # Positions, directly: every layer gets each kept token's own stock rotary position (cos), in sequence order.
+    for layer in range(model.num_layers):
+        active = [s for s in stages if s["layer"] <= layer]
+        rows = visual_pos if not active else visual_pos[active[-1]["kept"]]
+        rows = torch.sort(torch.cat([text_pos, rows])).values
+        torch.testing.assert_close(seen[layer][0], stock_pos["cos"][rows], rtol=0, atol=0)
+    # Rows that survive to the output: every text token and the visual tokens the last stage kept.
+    kept_rows = torch.sort(torch.cat([text_pos, visual_pos[stages[-1]["kept"]]])).values
+    assert pruned.shape[1] == kept_rows.numel() and not torch.allclose(reference_plain[0, kept_rows], pruned[0])
     torch.testing.assert_close(pruned[0], reference[0, kept_rows], atol=1e-5, rtol=1e-4)
