@@ -17,8 +17,9 @@ from conftest import draw_image, tiny_model
 from pruning_invariants import PROMPT
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
-from unipb_core.pruning import PruningEngine, get
+from unipb_core.pruning import PruneContext, PruningEngine, Stage, get
 from unipb_core.pruning import dart as dart_module
+from unipb_core.pruning.context import LayerInput
 from unipb_core.pruning.dart import dart_select
 from unipb_core.pruning.fitprune import fitprune_scores
 
@@ -111,6 +112,66 @@ def assert_entry_order(model, inputs, method, ratio, layer, order, visual):
     rows = torch.tensor([visual[i] for i in order])
     torch.testing.assert_close(seen["hidden"][0, start : start + n], stock["hidden"][0, rows], rtol=0, atol=0)
     torch.testing.assert_close(seen["cos"][0, start : start + n], stock["cos"][0, rows], rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------- random attention maps
+class MapContext(PruneContext):
+    """A stage context whose attention maps are given (``maps[layer]``: ``[H, L, L]``) instead of recomputed."""
+
+    maps: dict = {}
+
+    def attention(self, rows="last", layer=None):
+        layer = self.stage.layer if layer is None else layer
+        if isinstance(rows, str):
+            rows = self.query_rows(rows, layer)
+        return self.maps[layer][:, rows]
+
+
+def map_context(stage, n, maps, start=5):
+    """N visual tokens at ``start..start+N-1`` of a sequence of ``N + 24`` tokens, with given maps per layer."""
+    length = next(iter(maps.values())).shape[-1]
+    visual = torch.arange(start, start + n)
+    text = torch.tensor([i for i in range(length) if not start <= i < start + n])
+    captured = LayerInput(None, torch.zeros(1, length, 4), (None, None), None, visual, text)
+    inputs = {stage.layer - 1: captured, stage.layer: captured}
+    ctx = MapContext(
+        stage=stage, family="llava", visual=torch.zeros(n, 4), text=torch.zeros(length - n, 4),
+        visual_positions=visual, text_positions=text, visual_origin=torch.arange(n), grids=[(1, n)],
+        generator=torch.Generator().manual_seed(0), num_layers=8, layer_inputs=inputs,
+    )  # fmt: skip
+    ctx.maps = maps
+    return ctx
+
+
+def random_map(length, seed, heads=3):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(heads, length, length, generator=g, dtype=torch.float64) * 3
+    logits = logits.masked_fill(torch.ones(length, length, dtype=torch.bool).triu(1), float("-inf"))
+    return torch.softmax(logits, dim=-1)
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_fastv_pdrop_fitprune_on_random_maps(n):
+    """Each rule on seeded random maps at layers K-1 and K: FastV and the study's PDrop read K-1's last row, the
+    authors' PDrop K's own last row; FitPrune keeps the highest product (authors) or the lowest, in ascending
+    order (study)."""
+    length, k = n + 24, round(n / 3)
+    maps = {1: random_map(length, n), 2: random_map(length, n + 1)}
+    visual = list(range(5, 5 + n))
+    last = [length - 1]
+    ctx = map_context(Stage("intra", 2, k), n, maps)
+    prev_row, own_row = slow_fastv_scores(maps[1], visual, last), slow_fastv_scores(maps[2], visual, last)
+    assert get("fastv").select(ctx).keep.tolist() == slow_top(prev_row, k)
+    assert get("pdrop").select(ctx).keep.tolist() == slow_top(own_row, k) != slow_top(prev_row, k)
+    study = get("pdrop", variant="study").select(ctx)
+    assert study.entry.tolist() == sorted(range(n), key=lambda i: (-prev_row[i], i))[:k]
+    product = slow_fitprune_scores(maps[1], visual)
+    torch.testing.assert_close(
+        get("fitprune").score(ctx), torch.tensor(product, dtype=torch.float64), rtol=1e-10, atol=0
+    )
+    assert get("fitprune").select(ctx).keep.tolist() == slow_top(product, k)
+    lowest = get("fitprune", variant="study").select(ctx)
+    assert lowest.entry.tolist() == sorted(range(n), key=lambda i: (product[i], i))[:k]
 
 
 # ---------------------------------------------------------------------------- FastV (pkunlp-icler/FastV)
