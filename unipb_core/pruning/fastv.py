@@ -57,13 +57,8 @@ class FastV(ScoredMethod):
             raise ValueError(f"fastv: layer must be >= 1 (it scores with layer K-1), got {self.layer}")
 
     def plan(self, n_visual: int, ratio: float, num_layers: int) -> list[Stage]:
-        return [
-            Stage(
-                "intra",
-                self.layer,
-                study_count(n_visual, ratio) if self.variant == "study" else n_keep_for(n_visual, ratio),
-            )
-        ]
+        n_keep = study_count(n_visual, ratio) if self.variant == "study" else n_keep_for(n_visual, ratio)
+        return [Stage("intra", self.layer, n_keep)]
 
     def score(self, ctx: PruneContext) -> torch.Tensor:
         return ctx.received_attention(self.queries, layer=self.layer - 1)

@@ -29,13 +29,8 @@ class RandomIntra(PruningMethod):
     variant: str = AUTHORS
 
     def plan(self, n_visual: int, ratio: float, num_layers: int) -> list[Stage]:
-        return [
-            Stage(
-                "intra",
-                self.layer,
-                study_count(n_visual, ratio) if self.variant == "study" else n_keep_for(n_visual, ratio),
-            )
-        ]
+        n_keep = study_count(n_visual, ratio) if self.variant == "study" else n_keep_for(n_visual, ratio)
+        return [Stage("intra", self.layer, n_keep)]
 
     def select(self, ctx: PruneContext) -> Selection:
         return random_subset(ctx)
