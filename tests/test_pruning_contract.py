@@ -70,3 +70,12 @@ def test_every_variant_is_accepted_and_recorded():
         if len(cls.variants) > 1:
             with pytest.raises(ValueError, match=f"{name}.*variant must be one of"):
                 get(name, variant="paper")
+
+
+def test_the_count_pin_reaches_the_single_stage_methods():
+    """The 48/32/16 pin above applies to every method whose default plan is one stage that keeps tokens; make sure
+    that is not an empty set by accident (a pre-LLM, an intra-LLM and a baseline method at least)."""
+    single = {
+        name for name in available() if [s.n_keep > 0 for s in get(name).plan(144, 0.778, 8)] == [True]
+    }  # fmt: skip
+    assert {"divprune", "fastv", "dart", "random_pre", "random_intra"} <= single
