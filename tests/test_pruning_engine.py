@@ -1,4 +1,6 @@
-"""The pruning engine's contract on the three tiny families, with the seeded Random baselines."""
+"""The pruning engine on the three tiny families: positions (pre- and intra-LLM against the stock model with the
+dropped keys masked), errors, schedules and the attention a stage sees. The per-method contract matrix is in
+test_pruning_contract.py."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""MustDrop, SparseVLM and Downsample: the contract on every family, layer-averaged budgets, fidelity to slow
-transcriptions of the rules, and SDPA == eager selections for the attention-scored ones."""
+"""MustDrop, SparseVLM and Downsample: layer-averaged budgets, fidelity to slow transcriptions of the rules, and
+SDPA == eager selections for the attention-scored ones (the contract is in test_pruning_contract.py)."""
 
 from __future__ import annotations
 
