@@ -473,3 +473,67 @@ def test_vtw_withdraws_every_visual_token_at_k(eager):
     torch.testing.assert_close(seen["hidden"][0], stock["hidden"][0, text], rtol=0, atol=0)
     torch.testing.assert_close(seen["cos"][0], stock["cos"][0, text], rtol=0, atol=0)
     assert summary["visual_per_layer"] == [144, 144, 144, 0, 0, 0, 0, 0]
+
+
+# ---------------------------------------------------------------------------- SparseVLM (Gumpest/SparseVLMs)
+def test_sparsevlm_raters_and_scores(eager, monkeypatch):
+    """modelling_sparse_llama.py: raters = text tokens after the image whose mean_v softmax_t(v . t) over the LLM
+    input embeddings exceeds the mean; score.py attn_postprocess_topk: the raters' rows of the pruned layer's map,
+    mean over heads then raters; the top count is kept."""
+    from unipb_core.pruning import sparsevlm as sparsevlm_module
+
+    model, inputs, out, visual = eager
+    embeds = out.hidden_states[0][0].double().tolist()
+    text = list(range(visual[-1] + 1, len(embeds)))
+    relevance = [0.0] * len(text)
+    for v in visual:
+        logits_v = [sum(a * b for a, b in zip(embeds[v], embeds[t], strict=True)) for t in text]
+        top = max(logits_v)
+        exp = [math.exp(x - top) for x in logits_v]
+        for j, e in enumerate(exp):
+            relevance[j] += e / sum(exp) / len(visual)
+    raters = [t for t, r in zip(text, relevance, strict=True) if r > sum(relevance) / len(relevance)]
+    assert 0 < len(raters) < len(text)
+    attn = out.attentions[0][0].double().tolist()  # first stage at K = 1: layer 0's map (the authors' layer 2)
+    scores = [sum(attn[h][r][v] for h in range(len(attn)) for r in raters) / (len(attn) * len(raters)) for v in visual]
+    captured = {}
+    recycle = sparsevlm_module.recycle
+
+    def spy(x, keep, s, share):
+        captured.setdefault("scores", s.detach().double().clone())
+        return recycle(x, keep, s, share)
+
+    monkeypatch.setattr(sparsevlm_module, "recycle", spy)
+    summary, _ = run(model, get("sparsevlm"), 0.667, inputs)
+    first = summary["stages"][0]
+    torch.testing.assert_close(captured["scores"], torch.tensor(scores, dtype=torch.float64), rtol=1e-4, atol=1e-8)
+    assert first["layer"] == 1 and first["kept"] == slow_top(scores, first["n_out"])
+
+
+# ---------------------------------------------------------------------------- MustDrop (liuting20/MustDrop)
+def test_mustdrop_dual_attention_scores(eager, monkeypatch):
+    """score.py (MustDrop's dual-attention filter): global_i = sum over instruction rows, individual_i = max over
+    them, of the head-mean map; kept when global_i >= g * sum(global) or individual_i >= tau (score >= 1 here)."""
+    from unipb_core.pruning import mustdrop as mustdrop_module
+
+    model, inputs, _, visual = eager
+    captured = {}
+    filter_keep = mustdrop_module.filter_keep
+
+    def spy(dual, key_scores, n_keep, n_key):
+        captured["dual"] = dual.detach().double().clone()
+        return filter_keep(dual, key_scores, n_keep, n_key)
+
+    monkeypatch.setattr(mustdrop_module, "filter_keep", spy)
+    with PruningEngine(model, get("mustdrop", key_share=0.0), 0.667, seed=0) as engine:
+        with torch.no_grad():
+            out = model.model(**inputs, output_attentions=True)
+    pre, intra = engine.summary()["stages"]
+    attn = out.attentions[intra["layer"] - 1][0].double().mean(dim=0).tolist()  # the merged sequence's map
+    vis = list(range(visual[0], visual[0] + pre["n_out"]))
+    rows = range(vis[-1] + 1, len(attn))
+    glob = [sum(attn[t][v] for t in rows) for v in vis]
+    indiv = [max(attn[t][v] for t in rows) for v in vis]
+    dual = [max(g / (0.001 * sum(glob)), i / 0.001) for g, i in zip(glob, indiv, strict=True)]
+    torch.testing.assert_close(captured["dual"], torch.tensor(dual, dtype=torch.float64), rtol=1e-4, atol=1e-6)
+    assert intra["kept"] == [pre["kept"][j] for j in slow_top(dual, intra["n_out"])]
