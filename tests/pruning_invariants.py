@@ -48,10 +48,12 @@ def check_counts(model, engine, method, ratio, n_visual, seq_len, out_len):
     return per_layer, expected_mean
 
 
-def check_cached_equals_teacher_forced(model, method_name, ratio, inputs, max_new_tokens=5, params=None):
+def check_cached_equals_teacher_forced(
+    model, method_name, ratio, inputs, max_new_tokens=5, params=None, positions="original"
+):
     """Cached greedy decoding == argmax of one uncached forward over prompt + answer, same selection."""
     method = get(method_name, **(params or {}))
-    with PruningEngine(model, method, ratio, seed=0) as engine:
+    with PruningEngine(model, method, ratio, seed=0, positions=positions) as engine:
         out = model.model.generate(
             **inputs, max_new_tokens=max_new_tokens, do_sample=False, return_dict_in_generate=True,
             pad_token_id=model.tokenizer.pad_token_id, suppress_tokens=[model.image_token_id],  # as adapter.generate

@@ -8,7 +8,7 @@ import itertools
 import pytest
 import torch
 from conftest import tiny_model
-from pruning_invariants import PROMPT, logits
+from pruning_invariants import PROMPT, check_cached_equals_teacher_forced, logits
 
 from unipb_core.pruning import PruningEngine, get
 from unipb_core.pruning.schedule import geometric_counts, layer_mean, reachable_mean
@@ -117,3 +117,15 @@ def test_same_selection_under_sdpa_and_eager(family, image, method_name, variant
         kept.append([s["kept"] for s in engine.summary()["stages"]])
     assert kept[0] == kept[1]
     torch.testing.assert_close(out[0], out[1], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("method_name", ["fastv", "pdrop", "fitprune"])
+@pytest.mark.parametrize("family_name", ["llava", "internvl"])
+def test_study_order_with_contiguous_positions_decodes_exactly(family_name, image, method_name):
+    """The study's InternVL setting: tokens enter layer K in score order AND positions are renumbered; cached
+    decoding still equals one teacher-forced forward over the same selection."""
+    model = tiny_model(family_name)
+    inputs = model.build_inputs([image], PROMPT)
+    check_cached_equals_teacher_forced(
+        model, method_name, 0.778, inputs, params={"variant": "study"}, positions="contiguous"
+    )
