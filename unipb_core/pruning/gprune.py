@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import AUTHORS, ScoredMethod, Stage, n_keep_for
+from .base import AUTHORS, ScoredMethod, Stage
 from .context import PruneContext
 from .registry import register
+from .study import study_count
 from .vit_common import cosine_matrix
 
 MASKED_LOGIT = -5000.0  # the released code's value for "no edge" before the softmax
@@ -60,7 +61,7 @@ class GPrune(ScoredMethod):
     def plan(self, n_visual: int, ratio: float, num_layers: int) -> list[Stage]:
         if self.variant == AUTHORS:
             return super().plan(n_visual, ratio, num_layers)
-        return [Stage("pre", None, min(n_visual, max(1, n_keep_for(n_visual, ratio, truncate=True))))]
+        return [Stage("pre", None, min(n_visual, max(1, study_count(n_visual, ratio))))]
 
     def score(self, ctx: PruneContext) -> torch.Tensor:
         return gprune_scores(ctx.visual, self.similarity_threshold, self.temperature, self.steps)

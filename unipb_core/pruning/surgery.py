@@ -96,14 +96,20 @@ class _Surgery:
             num_layers=self.model.num_layers,
             layer_inputs=s.layer_inputs,
             vision=self._vision_extras(stage),
+            final_norm=getattr(self.model.language_model, "norm", None),
         )
         sel = self._select(stage, ctx)
         keep_pos, _ = torch.sort(torch.cat([text_pos, vis_pos[sel.keep.to(vis_pos.device)]]))
         new_visual = _positions(torch.isin(keep_pos, vis_pos), sel.keep.numel())
-        origin = view.visual_origin[sel.keep.to(view.visual_origin.device)]
+        order = sel.keep if getattr(sel, "entry", None) is None else sel.entry  # study variants: see study.py
+        if order is not sel.keep:  # the kept tokens fill the visual slots in the method's order
+            keep_pos = keep_pos.clone()
+            keep_pos[new_visual] = vis_pos[order.to(vis_pos.device)]
+        origin = view.visual_origin[order.to(view.visual_origin.device)]
         s.records.append(
-            StageRecord(stage.label, stage.kind, stage.layer, int(vis_pos.numel()), int(sel.keep.numel()), origin)
-        )
+            StageRecord(stage.label, stage.kind, stage.layer, int(vis_pos.numel()), int(sel.keep.numel()),
+                        torch.sort(origin).values)
+        )  # fmt: skip
         return _View(view.index[keep_pos], new_visual, origin), sel, keep_pos
 
     @staticmethod
@@ -163,8 +169,9 @@ class _Surgery:
         return (), kwargs
 
     def _always_apply(self) -> bool:
-        # Merging methods change features even when nothing is dropped; plain selection at ratio 0 is a no-op.
-        return bool(getattr(self.method, "merges", False))
+        # Merging methods change features even when a stage drops nothing; plain selection is then a no-op.
+        # At ratio 0 no stage acts at all: the contract is that ratio 0 is the stock model, for every method.
+        return self.ratio > 0 and bool(getattr(self.method, "merges", False))
 
     def _after_lm(self, module, args, kwargs, output):
         if self._state is not None and self._state.phase == "lm_prefill":
@@ -203,7 +210,7 @@ class _Surgery:
             changed = True
         elif stage is not None:
             n = previous.visual_positions.numel()
-            s.records.append(StageRecord(stage.label, "intra", idx, n, n, previous.visual_origin))
+            s.records.append(StageRecord(stage.label, "intra", idx, n, n, torch.sort(previous.visual_origin).values))
         view = self._current_view(idx, s)
         if view is not None:
             self._gather_layer_kwargs(kwargs, view, hidden)
@@ -225,7 +232,10 @@ class _Surgery:
                           _complement(positions, hidden.shape[1]))  # fmt: skip
 
     def _captures(self, idx: int, s: _Prefill) -> bool:
-        # Methods score at layer K with layer K's or K-1's attention; keep references to those inputs only.
+        # Methods score at layer K with layer K's or K-1's attention; keep references to those inputs only,
+        # plus the LLM input (layer 0) for a method that reads it (``needs_llm_input``: SparseVLM's raters).
+        if idx == 0 and getattr(self.method, "needs_llm_input", False):
+            return True
         return any(st.kind == "intra" and st.layer is not None and idx in (st.layer - 1, st.layer) for st in s.stages)
 
     def _gather_layer_kwargs(self, kwargs: dict, view: _View, hidden: torch.Tensor) -> None:
@@ -242,7 +252,10 @@ class _Surgery:
         mask = kwargs.get("attention_mask")
         if isinstance(mask, torch.Tensor):
             if cache.get("mask_src") is not mask:
-                cache["mask"] = mask[:, :, index][:, :, :, index]
+                # Sorted: a view whose kept tokens are in a method's entry order (study.py) stays causal in
+                # its own sequence order, as the study's sliced mask is; a no-op for sequence-ordered views.
+                rows = torch.sort(index).values
+                cache["mask"] = mask[:, :, rows][:, :, :, rows]
                 cache["mask_src"] = mask
             kwargs["attention_mask"] = cache["mask"]
         pos_ids = kwargs.get("position_ids")
