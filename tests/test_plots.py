@@ -25,6 +25,10 @@ from matplotlib.transforms import Bbox
 from unipb_core import analysis as A
 from unipb_core.analysis.plots import method_styles
 
+# matplotlib reports a layout it cannot fit (constrained_layout "not applied", ...) as a UserWarning, which would
+# print into the report: here it fails the test.
+pytestmark = pytest.mark.filterwarnings("error::UserWarning")
+
 MODELS = ("tiny:llava", "tiny:internvl", "tiny:qwen2_5_vl")
 METHODS = {
     "vanilla": "baseline", "downsample": "baseline", "random_pre": "random", "random_intra": "random",
