@@ -75,7 +75,7 @@ def run_overview(
     Parameters
     ----------
     records : DataFrame
-        Tidy per-sample records (``analysis.SCHEMA``); ``dimension``, ``dtype``, ``attn_implementation`` and
+        Tidy per-sample records (``analysis.SCHEMA``); ``dimension``, ``n_visual``, ``dtype`` and
         ``config_hash`` are used when present.
     cells : DataFrame, optional
         Stored cells with ``config_hash`` and ``environment`` (a dict per cell), as ``ResultStore.cells()``
