@@ -162,12 +162,14 @@ def run_report(
 
 # The page template: JupyterLab's, minus every script it would fetch from a CDN (require.js, MathJax, Mermaid,
 # the widget manager), so the report opens offline without console errors. The report needs none of them: its
-# outputs are Markdown, HTML tables and PNG figures.
+# outputs are Markdown, HTML tables and PNG figures. A figure wider than the page is scaled to fit, not cut.
 _OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {% block html_head_js %}{% endblock html_head_js %}
 {% block jupyter_widgets %}{% endblock jupyter_widgets %}
 {% block html_head_js_mathjax %}{% endblock html_head_js_mathjax %}
 {% block html_head_js_mermaidjs %}{% endblock html_head_js_mermaidjs %}
+{% block extra_css %}<style type="text/css">.jp-RenderedImage img { max-width: 100%; height: auto; }</style>
+{% endblock extra_css %}
 """
 # Cells papermill needs but a reader does not: the defaults and the values it injected.
 HIDDEN_CELL_TAGS = ("parameters", "injected-parameters")

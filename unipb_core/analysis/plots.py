@@ -160,7 +160,7 @@ def plot_accuracy_vs_ratio(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0) 
     rng = np.random.default_rng(seed)
     ncols, nrows = len(categories), max(len(models), 1)
     legend_in = 0.19 * _legend_rows(methods)
-    fig = Figure(figsize=(0.6 + 3.3 * ncols, 0.4 + 2.6 * nrows + legend_in), layout="constrained")
+    fig = Figure(figsize=(0.5 + 3.0 * ncols, 0.4 + 2.6 * nrows + legend_in), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
     ratios = sorted(scores.loc[scores["method"] != VANILLA, "ratio"].unique())
     for row, model in enumerate(models):
@@ -185,7 +185,7 @@ def plot_accuracy_vs_ratio(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0) 
             ax.grid(alpha=0.3)
     if ratios:
         axes[0, 0].set_xticks(ratios, labels=[_percent(r) for r in ratios])
-        pad = 0.08 * (max(ratios) - min(ratios) or 1.0)
+        pad = 0.12 * (max(ratios) - min(ratios) or 1.0)  # room between neighbouring panels' edge ticks
         axes[0, 0].set_xlim(min(ratios) - pad, max(ratios) + pad)
     _legend(fig, methods, styles, _ratio_references(methods, styles), line=True)
     return fig
@@ -271,7 +271,7 @@ def plot_pareto(data: Finding | pd.DataFrame, latency: str = "t_prefill") -> Fig
     ncols = min(max(len(models), 1), 3)
     nrows = -(-max(len(models), 1) // ncols)
     legend_in = 0.19 * _legend_rows(methods)
-    fig = Figure(figsize=(0.6 + 4.4 * ncols, 0.4 + 3.4 * nrows + legend_in), layout="constrained")
+    fig = Figure(figsize=(0.5 + 4.0 * ncols, 0.4 + 3.3 * nrows + legend_in), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax in axes[len(models) :]:
         ax.set_visible(False)
