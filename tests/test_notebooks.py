@@ -72,6 +72,10 @@ def test_report_renders_findings_figures_and_tables(tiny_report):
     for name in FIGURES:
         for ext in ("png", "svg"):
             assert (out / "figures" / f"{name}.{ext}").stat().st_size > 0
+    assert "<title>UniPruneBench report: params_tiny.yaml</title>" in html
+    assert "What was run, and how to read it" in html and "1.51 M" in html  # the overview, with the model's size
+    assert "report.save_figure" not in html and "params_file" not in html, "code or parameters shown in the page"
+    assert "<script src=" not in html and "Warning" not in html
     findings = pd.read_csv(out / "tables" / "findings.csv")
     assert list(findings["function"]) == list(report.CLAIMS)
     cells = pd.read_csv(out / "tables" / "cells.csv")
@@ -210,6 +214,29 @@ def test_findings_summary_states_claim_status_and_numbers():
     row = report.findings_summary([finding]).iloc[0]
     assert row["finding"] == report.CLAIMS["ratio_dominance"] and row["status"] == "holds"
     assert row["value"] == 0.61 and row["numbers"] == "eta_sq_ratio=0.61"
+
+
+def test_render_html_hides_code_parameters_and_stderr_and_loads_nothing(tmp_path, capsys):
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+    cells = [
+        new_code_cell('store: str = "secret.sqlite"  # parameters', metadata={"tags": ["parameters"]}),
+        new_code_cell('store = "injected.sqlite"', metadata={"tags": ["injected-parameters"]}),
+        new_markdown_cell("Intro.\n\n# The report"),
+        new_code_cell("print_the_numbers()", outputs=[
+            new_output("stream", name="stdout", text="the numbers 42\n"),
+            new_output("stream", name="stderr", text="UserWarning: constrained_layout not applied\n"),
+        ]),
+    ]  # fmt: skip
+    notebook = tmp_path / "analysis.ipynb"
+    nbformat.write(new_notebook(cells=cells), notebook)
+    html = report.render_html(notebook, tmp_path / "analysis.html", subtitle="smoke.yaml").read_text()
+    assert "<title>The report: smoke.yaml</title>" in html
+    assert "the numbers 42" in html and "The report" in html
+    for hidden in ("secret.sqlite", "injected.sqlite", "print_the_numbers", "constrained_layout"):
+        assert hidden not in html
+    assert "<script src=" not in html and "mathjax" not in html.lower() and "require.js" not in html
+    assert "constrained_layout not applied" in capsys.readouterr().out  # the warning goes to the console
 
 
 def test_plot_kept_tokens_darkens_exactly_the_pruned_patches():

@@ -109,7 +109,6 @@ def run_report(
     A failing notebook raises ``papermill.PapermillExecutionError``; its partial output is kept.
     """
     import papermill as pm
-    from nbconvert import HTMLExporter
 
     params_path = Path(params_file).resolve()
     params = grid.load_params(params_path, store=str(Path(store).resolve()) if store else None)
@@ -140,8 +139,58 @@ def run_report(
             progress_bar=progress,
             cwd=str(ROOT),
         )
-    html, _ = HTMLExporter().from_filename(str(out / "analysis.ipynb"))
-    target = out / "analysis.html"
+    return render_html(out / "analysis.ipynb", out / "analysis.html", subtitle=params_path.name)
+
+
+# The page template: JupyterLab's, minus every script it would fetch from a CDN (require.js, MathJax, Mermaid,
+# the widget manager), so the report opens offline without console errors. The report needs none of them: its
+# outputs are Markdown, HTML tables and PNG figures. A figure wider than the page is scaled to fit, not cut.
+_OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
+{% block html_head_js %}{% endblock html_head_js %}
+{% block jupyter_widgets %}{% endblock jupyter_widgets %}
+{% block html_head_js_mathjax %}{% endblock html_head_js_mathjax %}
+{% block html_head_js_mermaidjs %}{% endblock html_head_js_mermaidjs %}
+{% block extra_css %}<style type="text/css">.jp-RenderedImage img { max-width: 100%; height: auto; }</style>
+{% endblock extra_css %}
+"""
+# Cells papermill needs but a reader does not: the defaults and the values it injected.
+HIDDEN_CELL_TAGS = ("parameters", "injected-parameters")
+
+
+def render_html(notebook: str | os.PathLike, target: str | os.PathLike, subtitle: str = "") -> Path:
+    """Render an executed notebook as the page a researcher reads: outputs and text only, self-contained.
+
+    Code is hidden (the ``.ipynb`` keeps it), as are the parameters cells (``HIDDEN_CELL_TAGS``) and anything a
+    cell wrote to stderr (warnings): those are printed here instead and stay in the ``.ipynb``. No script is
+    loaded from the network. The page title is the notebook's first ``#`` heading, then ``subtitle``.
+    """
+    import jinja2
+    import nbformat
+    from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import TagRemovePreprocessor
+
+    nb = nbformat.read(notebook, as_version=4)
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or set(cell.metadata.get("tags", [])) & set(HIDDEN_CELL_TAGS):
+            continue
+        for output in cell.outputs:
+            if output.output_type == "stream" and output.name == "stderr":
+                print(f"{Path(notebook).name}, cell {index} wrote to stderr (left out of the HTML):\n{output.text}")
+        cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
+    headings = [m.group(1) for c in nb.cells if c.cell_type == "markdown"
+                for m in [re.search(r"^# +(.+?)\s*$", c.source, re.MULTILINE)] if m]  # fmt: skip
+    title = headings[0] if headings else Path(notebook).stem
+    nb.metadata["title"] = f"{title}: {subtitle}" if subtitle else title
+    exporter = HTMLExporter(
+        extra_loaders=[jinja2.DictLoader({"unipb_offline.html.j2": _OFFLINE_TEMPLATE})],
+        template_file="unipb_offline.html.j2",
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+    )
+    exporter.register_preprocessor(TagRemovePreprocessor(remove_cell_tags=set(HIDDEN_CELL_TAGS)), enabled=True)
+    html, _ = exporter.from_notebook_node(nb)
+    target = Path(target)
     target.write_text(html, encoding="utf-8")
     return target
 

@@ -6,6 +6,7 @@ matplotlib Figures.
 
 from .efficiency import agreement_with_unpruned, pareto_front
 from .finding import Finding
+from .overview import Overview, run_overview
 from .plots import (
     plot_accuracy_vs_ratio,
     plot_dimension_sensitivity,
@@ -25,6 +26,7 @@ __all__ = [
     "DEFAULT_RANDOM_FOR",
     "SCHEMA",
     "Finding",
+    "Overview",
     "agreement_with_unpruned",
     "findings_table",
     "no_single_winner",
@@ -37,5 +39,6 @@ __all__ = [
     "plot_variance_decomposition",
     "random_baseline_strength",
     "ratio_dominance",
+    "run_overview",
     "task_sensitivity",
 ]
