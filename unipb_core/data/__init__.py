@@ -25,10 +25,13 @@ from unipb_core.data import (  # noqa: F401
     seedbench2plus,
     synthetic,
 )
-from unipb_core.data.dimensions import DATASET_DIMENSION, DIMENSIONS
-from unipb_core.data.registry import available, get
+from unipb_core.data.dimensions import DIMENSIONS
+from unipb_core.data.registry import available, dataset_dimensions, get
 from unipb_core.data.sample import Sample
 from unipb_core.data.spec import DatasetSpec, LoadOptions
+
+# Derived from the registry (each spec names its dimension): the one dataset -> dimension map.
+DATASET_DIMENSION: dict[str, str] = dataset_dimensions()
 
 
 def load(
@@ -81,4 +84,14 @@ def load(
     return spec.load_samples(options)
 
 
-__all__ = ["DATASET_DIMENSION", "DIMENSIONS", "DatasetSpec", "LoadOptions", "Sample", "available", "get", "load"]
+__all__ = [
+    "DATASET_DIMENSION",
+    "DIMENSIONS",
+    "DatasetSpec",
+    "LoadOptions",
+    "Sample",
+    "available",
+    "dataset_dimensions",
+    "get",
+    "load",
+]

@@ -23,6 +23,7 @@ from unipb_core.metrics.score import Judge, SampleScore
 @register
 class HallusionBench(YesNoSpec):
     name = "hallusionbench"
+    dimension = "hallucination"
     hub_id = "lmms-lab/HallusionBench"
     split = "image"
     max_new_tokens = 16

@@ -24,6 +24,7 @@ BOXED_HINT = 'Answer the question directly and put the final answer in one "\\bo
 @register
 class MathVision(TableSpec):
     name = "mathvision"
+    dimension = "math"
     hub_id = "MathLLMs/MathVision"
     split = "test"
     max_new_tokens = 64

@@ -50,6 +50,7 @@ def _normal_form(value: str, answer_type: str, precision: int) -> str:
 @register
 class MathVista(TableSpec):
     name = "mathvista"
+    dimension = "math"
     hub_id = "AI4Math/MathVista"
     split = "testmini"
     max_new_tokens = 32

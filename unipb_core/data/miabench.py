@@ -45,6 +45,7 @@ def parse_judge_score(text: str) -> float | None:
 @register
 class MIABench(TableSpec):
     name = "miabench"
+    dimension = "instruction"
     hub_id = "lmms-lab/MIA-Bench"
     split = "test"
     max_new_tokens = 128

@@ -24,6 +24,7 @@ CIRCULAR_OFFSET = 1_000_000
 @register
 class MMBench(ChoiceSpec):
     name = "mmbench"
+    dimension = "comprehensive"
     hub_id = "lmms-lab/MMBench"
     config = "en"
     split = "dev"

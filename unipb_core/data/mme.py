@@ -23,6 +23,7 @@ SUBTASK_MAX = 200.0  # acc (max 100) + acc+ (max 100)
 @register
 class MME(YesNoSpec):
     name = "mme"
+    dimension = "comprehensive"
     hub_id = "lmms-lab/MME"
     split = "test"
     max_new_tokens = 16

@@ -42,6 +42,7 @@ SUFFIX = "Please try to answer the question with short words or phrases if possi
 @register
 class OCRBench(TableSpec):
     name = "ocrbench"
+    dimension = "ocr"
     hub_id = "echo840/OCRBench"
     split = "test"
     max_new_tokens = 64

@@ -21,6 +21,7 @@ from unipb_core.metrics.score import Judge, SampleScore
 @register
 class POPE(YesNoSpec):
     name = "pope"
+    dimension = "hallucination"
     hub_id = "lmms-lab/POPE"
     split = "test"
     max_new_tokens = 16

@@ -18,6 +18,7 @@ from unipb_core.metrics.extract import LETTERS
 @register
 class ScienceQA(ChoiceSpec):
     name = "scienceqa"
+    dimension = "multidisciplinary"
     hub_id = "lmms-lab/ScienceQA"
     config = "ScienceQA-IMG"
     split = "test"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from unipb_core.data.dimensions import DATASET_DIMENSION, check_dimension
+from unipb_core.data.dimensions import check_dimension
 from unipb_core.data.images import decode_image
 from unipb_core.data.prompts import LETTER_HINT, join, options_block
 from unipb_core.data.sample import Sample
@@ -79,6 +79,7 @@ class DatasetSpec(ABC):
     """One benchmark: where its samples come from, how answers are prompted, scored and aggregated."""
 
     name: ClassVar[str]
+    dimension: ClassVar[str]  # one of DIMENSIONS (``ALL_DIMENSIONS`` for a suite whose Samples name their own)
     hub_id: ClassVar[str]
     config: ClassVar[str | None] = None
     split: ClassVar[str] = "test"
@@ -93,11 +94,6 @@ class DatasetSpec(ABC):
 
     def __repr__(self) -> str:
         return f"<DatasetSpec {self.name} {self.hub_id} split={self.split} version={self.version}>"
-
-    @property
-    def dimension(self) -> str:
-        """The ability dimension, from the single dataset -> dimension map."""
-        return DATASET_DIMENSION[self.name]
 
     @property
     def version(self) -> str:

@@ -8,12 +8,9 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Sequence
-from typing import TYPE_CHECKING
 
 from unipb_core.metrics.score import Judge, SampleScore, judge_name
-
-if TYPE_CHECKING:
-    from unipb_core.data.sample import Sample
+from unipb_core.sample import Sample  # the shared type sits below both metrics and data
 
 log = logging.getLogger(__name__)
 

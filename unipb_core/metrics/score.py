@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # metrics must not import the data package at run time (data imports metrics)
-    from unipb_core.data.sample import Sample
+from unipb_core.sample import Sample  # the shared type sits below both metrics and data
 
 # A judge maps (sample, raw prediction) to an answer the rules can read ("B", "yes", "42"). It is called
 # only when the rules fail, and the dataset's own rules are run again on what it returns.
