@@ -6,6 +6,7 @@ matplotlib Figures.
 
 from .efficiency import agreement_with_unpruned, pareto_front
 from .finding import Finding
+from .official import headline_scores, official_metrics, official_tables, store_metrics
 from .plots import (
     plot_accuracy_vs_ratio,
     plot_dimension_sensitivity,
@@ -26,7 +27,10 @@ __all__ = [
     "Finding",
     "agreement_with_unpruned",
     "findings_table",
+    "headline_scores",
     "no_single_winner",
+    "official_metrics",
+    "official_tables",
     "pareto_front",
     "plot_accuracy_vs_ratio",
     "plot_dimension_sensitivity",
@@ -35,5 +39,6 @@ __all__ = [
     "plot_variance_decomposition",
     "random_baseline_strength",
     "ratio_dominance",
+    "store_metrics",
     "task_sensitivity",
 ]

@@ -54,6 +54,7 @@ class MathVista(TableSpec):
     hub_id = "AI4Math/MathVista"
     split = "testmini"
     max_new_tokens = 32
+    judge_free = "rule extraction instead of the official GPT answer extraction"
     columns = ("pid", "question", "decoded_image", "choices", "answer", "question_type", "answer_type")
     tsv_columns = ("index", "image", "question", "answer", "question_type", "answer_type")
     image_column = "decoded_image"

@@ -49,6 +49,9 @@ class MIABench(TableSpec):
     hub_id = "lmms-lab/MIA-Bench"
     split = "test"
     max_new_tokens = 128
+    headline_metric = "score"
+    aggregate_needs = ("components", "weights")
+    judge_free = "judge-free stand-in: rule checks instead of the GPT-4o grader, not comparable to published numbers"
     columns = ("image", "instruction", "components", "component_weight", "component_type")
     tsv_columns = ("index", "image", "question", "components", "component_weight", "component_type")
 

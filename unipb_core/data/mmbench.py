@@ -29,6 +29,8 @@ class MMBench(ChoiceSpec):
     config = "en"
     split = "dev"
     max_new_tokens = 16
+    headline_metric = "circular_accuracy"
+    aggregate_needs = ("group", "l2_category", "circular_copy")
     columns = ("index", "question", "hint", "A", "B", "answer", "category", "L2-category", "image")
     tsv_columns = ("index", "question", "hint", "A", "B", "answer", "category", "l2-category", "image")
 
@@ -59,6 +61,9 @@ class MMBench(ChoiceSpec):
     def to_prompt(self, sample: Sample) -> str:
         hint = f"Hint: {sample.meta['hint']}" if sample.meta["hint"] else ""
         return join(hint, f"Question: {sample.question}", "Options:", options_block(sample.options), LETTER_HINT)
+
+    def metric_scale(self, key: str, samples: Sequence[Sample]) -> float | None:
+        return None if key == "questions" else super().metric_scale(key, samples)
 
     def aggregate(
         self, samples: Sequence[Sample], scores: Sequence[SampleScore], judge: Judge | None = None

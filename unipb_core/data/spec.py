@@ -88,12 +88,30 @@ class DatasetSpec(ABC):
     columns: ClassVar[tuple[str, ...]] = ()  # required columns in the Hugging Face schema
     tsv_columns: ClassVar[tuple[str, ...]] = ()  # required columns in the VLMEvalKit TSV
     image_column: ClassVar[str] = "image"  # image column of the HF schema (TSVs always use "image")
+    # The aggregate key of the headline metric, the number papers quote for this dataset (see docs/datasets.md).
+    headline_metric: ClassVar[str] = "accuracy"
+    # "" when the numbers follow the dataset's official (judge-free) rules; otherwise what stands in for the
+    # official judge, shown next to every number of this dataset.
+    judge_free: ClassVar[str] = ""
+    # ``meta`` keys the aggregate reads (group keys of paired metrics): records must carry them to be re-aggregated.
+    aggregate_needs: ClassVar[tuple[str, ...]] = ()
 
     def __setattr__(self, key: str, value: Any) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable (one shared instance per dataset)")
 
     def __repr__(self) -> str:
         return f"<DatasetSpec {self.name} {self.hub_id} split={self.split} version={self.version}>"
+
+    def metric_scale(self, key: str, samples: Sequence[Sample]) -> float | None:
+        """The maximum of aggregate metric ``key`` on its official scale for these ``samples`` (100 for
+        percentages, 1 for ``*_rate`` and ``*_share`` fractions), or None for a count with no fixed scale.
+
+        Datasets whose official numbers are not percentages (MME's 0-2800 score, OCRBench's score out of
+        1000) override this.
+        """
+        if key.endswith(("_rate", "_share")):
+            return 1.0
+        return 100.0
 
     @property
     def version(self) -> str:
