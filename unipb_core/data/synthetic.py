@@ -165,7 +165,7 @@ class Synthetic(DatasetSpec):
     name = "synthetic"
     hub_id = ""  # generated, never downloaded
     split = "test"
-    VERSION = "1"
+    VERSION = "2"  # v2: the official yes/no and option readers (VLMEvalKit) by default
     max_new_tokens = 16
     dimension = ALL_DIMENSIONS  # spans all six: each Sample names its own
     headline_metric = "score"  # mean of the per-dimension accuracies

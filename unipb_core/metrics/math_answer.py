@@ -17,40 +17,40 @@ import re
 
 from unipb_core.metrics.extract import answer_span, extract_number
 
-# LaTeX wrappers and units that carry no value ("\text{cm}", "^\circ", "\%", "\left(").
-_DROP = (
-    r"\left",
-    r"\right",
-    r"\!",
-    r"\,",
-    r"\;",
-    r"\:",
-    r"\displaystyle",
-    "$",
-    r"\%",
-    "%",
-    "^\\circ",
-    "^{\\circ}",
-    "°",
-)
+# Spacing and sizing commands that carry no value.
+_DROP = (r"\left", r"\right", r"\!", r"\,", r"\;", r"\:", r"\displaystyle", r"\$", "$", r"\%")
+# The only units MATH-V's find_math_answer removes (after lowercasing); "cm", "m", "degrees" ... stay.
+_OFFICIAL_UNITS = ("{m}^3", "m^3", "{units}", "units", "{km}", "km")
 _TEXT_WRAP = re.compile(r"\\(?:text|mbox|mathrm)\{([^{}]*)\}")
 _UNIT_WORDS = re.compile(r"(?<![A-Za-z\\])(?:cm|mm|km|m|units?|degrees?|inches|feet)(?![A-Za-z])(?:\^?\d)?")
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 _NAMES = {"pi": math.pi, "e": math.e}
 
 
-def clean_latex(text: str) -> str:
-    r"""Strip LaTeX decoration and units so that ``"$\frac{1}{2}\,\text{cm}$"`` and ``"\frac{1}{2}"`` agree.
+def clean_latex(text: str, *, strip_units: bool = False) -> str:
+    r"""MATH-V's answer clean-up (``find_math_answer`` / ``_strip_string``), so ``"$\frac{1}{2}$"`` and
+    ``"\dfrac{1}{2}"`` agree.
 
-    Like the MATH-V ``find_math_answer`` clean-up, only the part after the last "=" or "\approx" is kept.
+    Lowercased; only the part after the last "=" or "\approx" is kept; spaces, ``$``, ``\left``/``\right``,
+    degree marks (``^\circ``), ``\%`` and the keywords ``\text``/``\mbox`` (not their braces) are removed, and
+    of units only the ones the official script removes: "units", "km", "m^3". So "12 cm" stays "12cm", which is
+    not the number 12, exactly as in the official evaluation.
+
+    ``strip_units=True`` (a deviation, off by default) also drops ``\text{...}`` wrappers with their braces,
+    unit words (cm, mm, m, inches, feet, degrees), "°" and a plain "%".
     """
-    text = text.strip().rstrip(".")
+    text = text.strip().rstrip(".").lower().replace("{}", "")
+    if "}" in text and ("{" not in text or text.find("}") < text.find("{")):
+        text = text.split("}")[0]  # a stray closing brace ends the answer (find_math_answer)
     text = re.split(r"=|\\approx", text)[-1]
-    text = _UNIT_WORDS.sub("", _TEXT_WRAP.sub(r"\1", text))
-    for token in _DROP:
+    if strip_units:
+        text = _UNIT_WORDS.sub("", _TEXT_WRAP.sub(r"\1", text)).replace("°", "").replace("%", "")
+    text = text.replace(r"\text", "").replace(r"\mbox", "").replace("^{\\circ}", "").replace("^\\circ", "")
+    for token in (*_DROP, *_OFFICIAL_UNITS):
         text = text.replace(token, "")
-    text = text.replace(r"\dfrac", r"\frac").replace(r"\tfrac", r"\frac").replace("−", "-")
-    return "".join(text.split())
+    text = text.replace(r"\dfrac", r"\frac").replace(r"\tfrac", r"\frac").replace("−", "-").replace("∞", r"\infty")
+    text = "".join(text.split())
+    return "0" + text if text.startswith(".") else text
 
 
 def _braced(text: str, start: int) -> tuple[str, int]:
@@ -113,9 +113,10 @@ def _walk(node: ast.AST) -> float:
     raise ValueError(f"unsupported expression node {type(node).__name__}")
 
 
-def evaluate(text: str) -> float | None:
+def evaluate(text: str, *, strip_units: bool = False) -> float | None:
     """The numeric value of a cleaned answer (see :func:`clean_latex`), or None when it is not arithmetic."""
-    cleaned = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", clean_latex(text))  # thousands separators only
+    cleaned = clean_latex(text, strip_units=strip_units)
+    cleaned = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", cleaned)  # thousands separators only
     if not cleaned:
         return None
     try:
@@ -125,15 +126,19 @@ def evaluate(text: str) -> float | None:
     return value if isinstance(value, float) and math.isfinite(value) else None
 
 
-def math_equal(prediction: str, gold: str, *, rel_tol: float = 1e-6, decimals: int | None = 2) -> bool:
+def math_equal(
+    prediction: str, gold: str, *, rel_tol: float = 1e-6, decimals: int | None = 2, strip_units: bool = False
+) -> bool:
     """Whether two math answers agree: equal cleaned strings, or numbers equal after rounding.
 
     ``decimals`` mirrors MATH-V's ``is_equal``, which compares numbers rounded to 2 places (so "1.414" and
-    ``\\sqrt{2}`` agree); pass None for a pure relative-tolerance comparison.
+    ``\\sqrt{2}`` agree); pass None for a pure relative-tolerance comparison. ``strip_units`` is passed to
+    :func:`clean_latex` (off by default, as in the official script).
     """
-    if clean_latex(prediction).lower() == clean_latex(gold).lower() != "":
+    a_text, b_text = clean_latex(prediction, strip_units=strip_units), clean_latex(gold, strip_units=strip_units)
+    if a_text == b_text != "":
         return True
-    a, b = evaluate(prediction), evaluate(gold)
+    a, b = evaluate(prediction, strip_units=strip_units), evaluate(gold, strip_units=strip_units)
     if a is None or b is None:
         return False
     if decimals is not None and round(a, decimals) == round(b, decimals):
