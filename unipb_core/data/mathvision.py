@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from unipb_core.data.prompts import LETTER_HINT, join, options_block
+from unipb_core.data.prompts import LETTER_HINT, join, with_options
 from unipb_core.data.registry import register
 from unipb_core.data.sample import Sample
 from unipb_core.data.spec import LENIENT_LETTERS, TableSpec, is_missing, parse_list
@@ -62,7 +62,7 @@ class MathVision(TableSpec):
 
     def to_prompt(self, sample: Sample) -> str:
         if sample.options:
-            return join(sample.question, "Choices:", options_block(sample.options), LETTER_HINT)
+            return join(*with_options(sample.question, sample.options, "Choices:"), LETTER_HINT)
         return join(sample.question, BOXED_HINT)
 
     def extract(self, sample: Sample, text: str) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from unipb_core.data.prompts import LETTER_HINT, SHORT_HINT, join, options_block
+from unipb_core.data.prompts import LETTER_HINT, SHORT_HINT, join, with_options
 from unipb_core.data.registry import register
 from unipb_core.data.sample import Sample
 from unipb_core.data.spec import LENIENT_LETTERS, TableSpec, is_missing, parse_list
@@ -106,7 +106,7 @@ class MathVista(TableSpec):
         if sample.meta["is_query"]:
             return sample.question
         if sample.options:
-            return join(sample.question, options_block(sample.options), LETTER_HINT)
+            return join(*with_options(sample.question, sample.options), LETTER_HINT)
         kind = sample.meta["answer_type"]
         if kind == "float":
             kind = "float2" if sample.meta["precision"] >= 2 else "float1"

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from unipb_core.data.dimensions import check_dimension
 from unipb_core.data.images import decode_image
-from unipb_core.data.prompts import LETTER_HINT, join, options_block
+from unipb_core.data.prompts import LETTER_HINT, join, with_options
 from unipb_core.data.sample import Sample
 from unipb_core.data.select import select
 from unipb_core.data.sources import Table, read_table
@@ -64,6 +64,7 @@ class LoadOptions:
 
     path: str | Path | None = None
     revision: str | None = None
+    config: str | None = None
     split: str | None = None
     limit: int | None = None
     seed: int = 0
@@ -196,7 +197,13 @@ class TableSpec(DatasetSpec):
             return []
         split = options.split or self.split
         table = read_table(
-            self.name, options.path, hub_id=self.hub_id, config=self.config, split=split, revision=options.revision
+            self.name,
+            options.path,
+            hub_id=self.hub_id,
+            config=options.config or self.config,
+            split=split,
+            revision=options.revision,
+            config_given=options.config is not None,
         )
         hf = table.fmt == "hf"
         self._check_columns(table, self.columns if hf else self.tsv_columns)
@@ -285,7 +292,7 @@ class ChoiceSpec(TableSpec):
     RULES = {"lenient_letters": LENIENT_LETTERS}
 
     def to_prompt(self, sample: Sample) -> str:
-        return join(sample.meta.get("context", ""), sample.question, options_block(sample.options), LETTER_HINT)
+        return join(sample.meta.get("context", ""), *with_options(sample.question, sample.options), LETTER_HINT)
 
     def extract(self, sample: Sample, text: str) -> str:
         return extract_option(text, sample.options, lenient=self.rule("lenient_letters"))
