@@ -86,10 +86,18 @@ def test_select_first_n_and_whole_groups() -> None:
 
 
 def test_docs_table_lists_every_dataset() -> None:
-    rows = [line for line in DOCS.read_text().splitlines() if line.startswith("| `")]
+    rows = [line for line in DOCS.read_text().splitlines() if re.match(r"\| `[a-z0-9]+` \|", line)]
     keys = [re.match(r"\| `([a-z0-9]+)`", line).group(1) for line in rows]
     assert sorted(keys) == sorted([*REAL, "synthetic"])
     for line, key in zip(rows, keys, strict=True):
+        spec = data.get(key)
+        assert f"`{spec.headline_metric}`" in line  # the headline metric is named
         if key != "synthetic":
-            spec = data.get(key)
             assert f"`{spec.hub_id}`" in line and spec.dimension in line and f"`{spec.split}`" in line
+
+
+def test_docs_list_every_scoring_deviation() -> None:
+    text = DOCS.read_text()
+    for key in data.available():
+        for rule, (default, _) in data.get(key).RULES.items():
+            assert f"| `{rule}={not default!r}` |" in text, (key, rule)

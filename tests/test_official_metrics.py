@@ -173,3 +173,20 @@ def test_official_tables_put_the_headline_first(store) -> None:
     assert list(table.columns[:4]) == ["model", "method", "ratio", "f1_mean [headline, 0-100]"]
     # Seeds averaged: F1 100 and (100 + 100 + 2/3 x 100) / 3 for the second seed's random split.
     assert table["f1_mean [headline, 0-100]"].iloc[0] == pytest.approx((100 + (200 + 200 / 3) / 3) / 2)
+
+
+def test_runner_records_carry_what_the_official_aggregate_needs(store, tmp_path: Path) -> None:
+    # End to end: the runner stores Sample.record_fields, so the official aggregate runs on its records.
+    from unipb_core.runner import Cell, evaluate_cell
+
+    samples = data.load("hallusionbench", path=FIXTURES / "hallusionbench.parquet")
+    cell = Cell(model="tiny:llava", method="vanilla", ratio=0.0, seed=0, dataset="hallusionbench")
+    evaluate_cell(cell, store, samples=samples, progress=False)
+    frame = store.frame()
+    assert frame["score"].iloc[0] == samples[0].record_fields()
+    metrics = analysis.official_metrics(frame)
+    assert set(metrics["metric"]) >= {"overall/aAcc", "overall/fAcc", "overall/qAcc", "score"}
+    spec = data.get("hallusionbench")
+    scores = [spec.score(s, p) for s, p in zip(samples, frame["prediction"], strict=True)]
+    expected = spec.aggregate(samples, scores)
+    assert headline(metrics, "hallusionbench")["value"] == pytest.approx(expected["score"])
