@@ -130,6 +130,7 @@ def test_judge_free_stand_in_is_labelled(store) -> None:
     assert metrics["judge_free"].str.contains("stand-in").all()
     table = analysis.official_tables(metrics)["miabench"]
     assert any("headline; judge-free stand-in" in c for c in table.columns)
+    assert analysis.headline_scores(store.frame())["judge_free"].str.contains("stand-in").all()
 
 
 def test_seeds_and_methods_are_separate_cells(store) -> None:

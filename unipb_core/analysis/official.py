@@ -44,7 +44,7 @@ METRIC_COLUMNS = [
     "n",
     "parse_failure_rate",
 ]
-HEADLINE_COLUMNS = [*CELL, "dimension", "score", "n"]
+HEADLINE_COLUMNS = [*CELL, "dimension", "score", "n", "judge_free"]
 # Keys every aggregate carries that are not metrics of their own (they become columns).
 _NOT_METRICS = {"n", "parse_failure_rate", "headline", "judge"}
 FINDINGS_NOTE = (
@@ -132,8 +132,7 @@ def _aggregate_cell(dataset: str, rows: pd.DataFrame) -> tuple[data.DatasetSpec,
     return spec, samples, result, dimension
 
 
-def _cells(records: pd.DataFrame) -> Iterator[tuple[dict[str, Any], pd.DataFrame]]:
-    recs = _usable(records)
+def _cells(recs: pd.DataFrame) -> Iterator[tuple[dict[str, Any], pd.DataFrame]]:
     keys = _cell_keys(recs)
     for values, rows in recs.groupby(keys, sort=True, dropna=False):
         yield dict(zip(keys, values, strict=True)), rows
@@ -152,7 +151,7 @@ def official_metrics(records: pd.DataFrame) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     recs = _usable(records)
     has_category = "category" in recs.columns
-    for key, cell_rows in _cells(records):
+    for key, cell_rows in _cells(recs):
         spec, samples, result, dimension = _aggregate_cell(key["dataset"], cell_rows)
         base = {k: key[k] for k in CELL}
         if has_category:
@@ -184,19 +183,21 @@ def headline_scores(records: pd.DataFrame) -> pd.DataFrame:
 
     The cell-level result the findings compare (instead of the mean per-sample score): MME's total / 2800,
     MMBench's CircularEval accuracy, POPE's mean F1, OCRBench's final score / 1000, ... Columns: model, method,
-    (category,) ratio, seed, dataset, dimension, score, n.
+    (category,) ratio, seed, dataset, dimension, score, n, judge_free (the stand-in label, "" for official).
     """
     rows: list[dict[str, Any]] = []
     recs = _usable(records)
     has_category = "category" in recs.columns
-    for key, cell_rows in _cells(records):
+    for key, cell_rows in _cells(recs):
         spec, samples, result, dimension = _aggregate_cell(key["dataset"], cell_rows)
         value = float(result[spec.headline_metric])
         scale_max = spec.metric_scale(spec.headline_metric, samples)
         score = value / scale_max if scale_max else float("nan")
         base = {k: key[k] for k in CELL} | ({"category": key["category"]} if has_category else {})
-        rows.append({**base, "dimension": dimension, "score": score, "n": int(result["n"])})
-    columns = [*CELL, *(["category"] if has_category else []), "dimension", "score", "n"]
+        rows.append(
+            {**base, "dimension": dimension, "score": score, "n": int(result["n"]), "judge_free": spec.judge_free}
+        )
+    columns = [*CELL, *(["category"] if has_category else []), *HEADLINE_COLUMNS[len(CELL) :]]
     return pd.DataFrame(rows, columns=columns)
 
 
