@@ -10,7 +10,9 @@ import pytest
 from unipb_core import data
 from unipb_core.data.select import select
 
-REAL = (
+# The ten datasets of the study; the tests below run over whatever the registry holds (REAL), so a new
+# dataset needs no edit here.
+STUDY = (
     "mme",
     "mmbench",
     "mathvista",
@@ -22,6 +24,7 @@ REAL = (
     "pope",
     "hallusionbench",
 )
+REAL = tuple(name for name in data.available() if name != "synthetic")
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "datasets.md"
 
 
@@ -31,7 +34,7 @@ def test_dimension_map_is_derived_from_the_specs() -> None:
     assert data.DATASET_DIMENSION == {name: data.get(name).dimension for name in REAL}
     assert set(data.DATASET_DIMENSION.values()) == set(data.DIMENSIONS)
     assert data.DATASET_DIMENSION["ocrbench"] == "ocr" and data.DATASET_DIMENSION["pope"] == "hallucination"
-    assert data.available() == sorted([*REAL, "synthetic"])
+    assert set(STUDY) <= set(REAL) and "synthetic" in data.available()
     assert "synthetic" not in data.DATASET_DIMENSION  # it spans all six; each of its samples names its own
 
 

@@ -206,4 +206,4 @@ def test_judge_only_rescues_parse_failures_and_is_recorded() -> None:
 def test_parse_failures_are_logged_with_ids(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
         run("pope", ["Yes", "No", "Yes", "No", "Yes", "???"])
-    assert "pope: 1/6 predictions had no readable answer" in caplog.text and "ids 5" in caplog.text
+    assert "pope: 1/6 predictions had no answer the rules could read" in caplog.text and "ids 5" in caplog.text

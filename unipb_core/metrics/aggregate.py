@@ -94,7 +94,7 @@ def finish(
     if failed:
         shown = ", ".join(failed[:5]) + (" ..." if len(failed) > 5 else "")
         log.warning(
-            "%s: %d/%d predictions had no readable answer (field 'prediction'; ids %s); scored wrong",
+            "%s: %d/%d predictions had no answer the rules could read (field 'prediction'; ids %s)",
             dataset,
             len(failed),
             len(scores),

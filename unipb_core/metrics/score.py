@@ -21,7 +21,9 @@ class SampleScore:
     correct : float
         Score in [0, 1]: 1/0 for exact tasks, a fraction where partial credit is defined (MIA-Bench).
     parsed : bool
-        Whether an answer could be read at all. Unparsed predictions score 0 and are counted, never dropped.
+        Whether the rules could read an answer. Unparsed predictions are counted, never dropped, and score 0,
+        except where the official script guesses instead (MathVista's closest-choice fallback scores the
+        choice it falls back to).
     extracted : str
         What the extractor read ("" when nothing), kept so that a reader can audit the rules.
     """
