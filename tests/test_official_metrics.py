@@ -151,9 +151,12 @@ def test_synthetic_dimension_cell(store) -> None:
 
 
 def test_records_without_sample_fields_fail_naming_what_is_missing(store) -> None:
+    # ... but a paired metric cannot be computed without its group keys: an error, not a silent row mean.
     write_cell(store, "hallusionbench", ["yes"] * 6, legacy=True)
     with pytest.raises(ValueError, match=r"hallusionbench: record .* lacks the sample field\(s\) \['figure'"):
         analysis.official_metrics(store.frame())
+    with pytest.raises(ValueError, match=r"lacks the sample field\(s\) \['figure'"):
+        analysis.headline_scores(store.frame().drop(columns="score"))
 
 
 def test_errors_are_left_out_and_missing_columns_named(store) -> None:
@@ -162,8 +165,11 @@ def test_errors_are_left_out_and_missing_columns_named(store) -> None:
     frame.loc[0, "error"] = "CUDA out of memory"
     row = headline(analysis.official_metrics(frame), "scienceqa")
     assert row["n"] == 2 and row["value"] == 100.0
-    with pytest.raises(ValueError, match=r"missing column\(s\) \['score'\]"):
-        analysis.official_metrics(frame.drop(columns="score"))
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['sample_id'\]"):
+        analysis.official_metrics(frame.drop(columns="sample_id"))
+    # Without the stored sample fields an accuracy dataset still aggregates (it needs only the scores) ...
+    bare = frame.drop(columns=["score", "parsed", "extracted", "error"]).iloc[1:]
+    assert headline(analysis.official_metrics(bare), "scienceqa")["value"] == 100.0
 
 
 def test_official_tables_put_the_headline_first(store) -> None:

@@ -31,7 +31,10 @@ from unipb_core.sample import Sample
 from .records import require_columns
 
 CELL = ["model", "method", "ratio", "seed", "dataset"]
-RECORD_COLUMNS = [*CELL, "sample_id", "correct", "parsed", "extracted", "score", "error"]
+RECORD_COLUMNS = [*CELL, "sample_id", "correct"]
+# Store columns read when present: without "score" (the stored sample fields) only datasets whose aggregate
+# needs nothing beyond the per-sample score can be aggregated; the others fail naming the missing field.
+OPTIONAL_COLUMNS = {"parsed": True, "extracted": "", "score": None, "error": None}
 METRIC_COLUMNS = [
     *CELL,
     "dimension",
@@ -79,6 +82,7 @@ def _quiet_aggregates() -> Iterator[None]:
 def _usable(records: pd.DataFrame) -> pd.DataFrame:
     """Records that ran and were scored; ratios rounded so float noise does not split a cell."""
     require_columns(records, RECORD_COLUMNS)
+    records = records.assign(**{c: [v] * len(records) for c, v in OPTIONAL_COLUMNS.items() if c not in records})
     error = records["error"]
     failed = error.notna() & (error.astype(str).str.strip() != "")
     out = records.loc[~failed & records["correct"].notna()].copy()
@@ -225,6 +229,7 @@ def official_tables(metrics: pd.DataFrame) -> dict[str, pd.DataFrame]:
         wide = part.pivot_table(
             index=["model", "method", "ratio"], columns="label", values="value", aggfunc="mean", sort=True
         )
+        order = [label for label in order if label in wide.columns]  # a metric that is NaN everywhere drops
         n = part.groupby(["model", "method", "ratio"])["n"].mean().rename("n (mean over seeds)")
         tables[str(dataset)] = wide[order].join(n).reset_index()
     return tables
