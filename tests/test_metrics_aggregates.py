@@ -131,6 +131,12 @@ def test_mathvision_letters_and_free_form() -> None:
     samples = data.load("mathvision", path=FIXTURES / "mathvision.parquet")
     lenient = data.get("mathvision").variant(strip_units=True)
     assert lenient.score(samples[2], "The answer is 12 cm").correct == 1.0
+    # MATH-V's evaluate.py lowercases the answer and compares it with the gold letter or option text, so its
+    # multiple-choice letters are case-insensitive (unlike VLMEvalKit's can_infer).
+    spec = data.get("mathvision")
+    for prediction in ("c", "(C)", "The answer is C.", "I think it is C.", r"\boxed{c}", "5"):
+        assert spec.score(samples[0], prediction).correct == 1.0, prediction
+    assert spec.score(samples[0], "B").correct == 0.0 and spec.score(samples[0], "4").correct == 0.0
     _, scores, agg = run("mathvision", ["D", "1/3", "I cannot see the figure clearly enough to say"])
     assert [s.parsed for s in scores] == [True, True, False]
     assert agg["headline"] == 0.0 and agg["parse_failure_rate"] == pytest.approx(1 / 3)

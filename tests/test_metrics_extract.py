@@ -16,7 +16,7 @@ from unipb_core.metrics.extract import (
     normalize_text,
     process_punctuation,
 )
-from unipb_core.metrics.math_answer import clean_latex, evaluate, extract_math_answer, math_equal
+from unipb_core.metrics.math_answer import clean_latex, evaluate, extract_math_answer, math_equal, math_v_answer
 
 
 @pytest.mark.parametrize(
@@ -165,3 +165,21 @@ def test_math_evaluate_and_extract() -> None:
     assert extract_math_answer("1/2") == "1/2"  # short answers are taken whole
     assert extract_math_answer("The area is half of the square, which makes it 8 in total units\n") == "8"
     assert extract_math_answer("I am not sure what the figure shows here at all") == ""
+
+
+@pytest.mark.parametrize(
+    ("response", "answer"),
+    [
+        ("B", "b"),
+        ("The answer is B.", "b"),
+        ("I think it is C.", "c"),  # a trailing " C." is the letter
+        ("(D)\nbecause the angles add up", "d"),  # a leading "(D)\n" too
+        ("The correct answer is (b).", "b"),
+        ("The answer is 12 cm", "12cm"),  # units other than units/km/m^3 stay
+        (r"so \boxed{\frac{1}{2}} and finally \boxed{3}", "3"),  # the last box
+        ("x = 3", "3"),
+        ("", ""),
+    ],
+)
+def test_math_v_answer_reads_like_the_official_script(response: str, answer: str) -> None:
+    assert math_v_answer(response) == answer

@@ -156,3 +156,55 @@ def extract_math_answer(text: str) -> str:
     if span != text.strip() or ("\n" not in span and len(span) <= 24):
         return span.rstrip(".").strip()
     return extract_number(text)
+
+
+# MATH-V evaluate.py cuts a response after these phrases (lowercase first, then capitalised).
+_ANSWER_FLAGS = ("the final answer is", "the answer is", "the correct answer is", "the answer should be")
+# A cleaned answer longer than this is a whole response that stated no answer: flagged as a parse failure.
+MAX_ANSWER_CHARS = 32
+
+
+def find_math_answer(text: str) -> str:
+    r"""MATH-V's ``find_math_answer``: the content of the outermost ``\boxed{...}`` (from the first "oxed{" to
+    the last "}") if there is one, else the whole text, then :func:`clean_latex`."""
+    text = text.lower().replace("{}", "")
+    boxed = re.findall(r"oxed\{(.*)\}", text, flags=re.S)
+    return clean_latex(boxed[-1] if boxed else text)
+
+
+def math_v_answer(response: str) -> str:
+    r"""The model answer as MATH-V's ``evaluate.py`` reads it (lowercased and cleaned), "" for an empty one.
+
+    A response ending in " B." / " (B)." or starting with "B\n" is the letter; a number after the last "is "
+    is taken; without a ``\boxed{}`` the text after "the (final / correct) answer is" / "the answer should be"
+    up to the line or sentence end; with several boxes the last one; then :func:`find_math_answer`, and
+    "(a)" / "{a}" become "a".
+    """
+    answer = response.strip()
+    for c in "ABCDE":
+        if answer.endswith((f" {c}.", f" ({c}).")) or answer.startswith((f"{c}\n", f"({c})\n", f"({c}) {c}\n")):
+            answer = c
+    tail = answer.split("is ")[-1].rstrip(".")
+    if _is_number(tail):
+        answer = tail
+    if "oxed{" not in answer:
+        for flag in _ANSWER_FLAGS:
+            for phrase in (flag, flag.replace("the", "The")):
+                found = phrase in answer
+                answer = answer.split(phrase)[-1].strip()
+                if found:
+                    answer = answer.split("\n")[0].split(". ")[0]
+    elif answer.count("oxed{") > 1:
+        answer = "\\boxed{" + answer.split("oxed{")[-1]
+    answer = find_math_answer(answer)
+    for c in "abcde":
+        answer = answer.replace(f"({c})", c).replace(f"{{{c}}}", c)
+    return answer.rstrip(".").lstrip(":").strip()
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
