@@ -130,7 +130,8 @@ def _aggregate_cell(dataset: str, rows: pd.DataFrame) -> tuple[data.DatasetSpec,
         sample = Sample.from_record(sample_id, spec.name, fields if isinstance(fields, dict) else None)
         sample.dimension = sample.dimension or dimension
         samples.append(sample)
-        scores.append(SampleScore(float(correct), _parsed(parsed), "" if extracted is None else str(extracted)))
+        text = "" if extracted is None or (isinstance(extracted, float) and math.isnan(extracted)) else str(extracted)
+        scores.append(SampleScore(float(correct), _parsed(parsed), text))
     with _quiet_aggregates():
         result = spec.aggregate(samples, scores)
     return spec, samples, result, dimension
