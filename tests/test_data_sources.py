@@ -80,6 +80,14 @@ def test_layout_without_readme(mmbench_repo: Path, tmp_path: Path) -> None:
         data.load("pope", path=flat, config="Full")
 
 
+def test_split_folders(tmp_path: Path) -> None:
+    for split, rows in (("test", 6), ("testmini", 2)):
+        (tmp_path / split).mkdir()
+        pq.write_table(pq.read_table(FIXTURES / "pope.parquet").slice(0, rows), tmp_path / split / "part.parquet")
+    assert len(data.load("pope", path=tmp_path)) == 6
+    assert len(data.load("pope", path=tmp_path, split="testmini")) == 2
+
+
 def test_files_that_name_no_split_are_train_not_any_split(tmp_path: Path) -> None:
     folder = tmp_path / "copy"
     folder.mkdir()

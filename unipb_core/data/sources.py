@@ -115,12 +115,13 @@ def _config_splits(root: Path, entry: dict[str, Any]) -> dict[str, list[Path]]:
 
 
 def _inferred_layout(root: Path, files: list[Path]) -> dict[str, dict[str, list[Path]]]:
-    """``{config: {split: files}}`` from the file layout alone: first-level directories other than ``data`` are
-    configs when every file lies in one (``en/dev-0000.parquet``), else there is one config, ``default``. A
+    """``{config: {split: files}}`` from the file layout alone: first-level directories (other than ``data`` and
+    split names) are configs when every file lies in one (``en/dev-0000.parquet``), else there is one config,
+    ``default``. A
     file's split is its directory below the config (``testmini/x.parquet``) or the name it starts with
     (``test-00000-of-00001.parquet``); files that name no split are ``train``, as ``datasets`` reads them."""
     parts = [f.relative_to(root).parts for f in files]
-    by_dir = all(len(p) > 1 and p[0] != _DATA_DIR for p in parts)
+    by_dir = all(len(p) > 1 and p[0] != _DATA_DIR and not _KEYWORD.match(p[0]) for p in parts)
     layout: dict[str, dict[str, list[Path]]] = {}
     for f, p in zip(files, parts, strict=True):
         config, rest = (p[0], p[1:]) if by_dir else (DEFAULT_CONFIG, p)
