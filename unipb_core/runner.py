@@ -139,7 +139,7 @@ def evaluate_sample(
         "correct": float(score.correct),
         "parsed": bool(score.parsed),
         "extracted": score.extracted,
-        "score": {"category": sample.category},
+        "score": sample.record_fields(),
         "kept": kept,
         "tokens_generated": out.n_generated,
         "n_visual": out.n_visual,

@@ -6,6 +6,7 @@ matplotlib Figures.
 
 from .efficiency import agreement_with_unpruned, pareto_front
 from .finding import Finding
+from .official import headline_scores, official_metrics, official_tables, store_metrics
 from .overview import Overview, run_overview
 from .plots import (
     plot_accuracy_vs_ratio,
@@ -29,7 +30,10 @@ __all__ = [
     "Overview",
     "agreement_with_unpruned",
     "findings_table",
+    "headline_scores",
     "no_single_winner",
+    "official_metrics",
+    "official_tables",
     "pareto_front",
     "plot_accuracy_vs_ratio",
     "plot_dimension_sensitivity",
@@ -40,5 +44,6 @@ __all__ = [
     "random_baseline_strength",
     "ratio_dominance",
     "run_overview",
+    "store_metrics",
     "task_sensitivity",
 ]

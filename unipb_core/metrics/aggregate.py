@@ -9,7 +9,8 @@ import logging
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Sequence
 
-from unipb_core.metrics.score import Judge, SampleLike, SampleScore, judge_name
+from unipb_core.metrics.score import Judge, SampleScore, judge_name
+from unipb_core.sample import Sample  # the shared type sits below both metrics and data
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,8 @@ def group_all_correct(keys: Sequence[Hashable], scores: Sequence[SampleScore]) -
 
 
 def split_by(
-    keys: Sequence[Hashable], samples: Sequence[SampleLike], scores: Sequence[SampleScore]
-) -> dict[Hashable, tuple[list[SampleLike], list[SampleScore]]]:
+    keys: Sequence[Hashable], samples: Sequence[Sample], scores: Sequence[SampleScore]
+) -> dict[Hashable, tuple[list[Sample], list[SampleScore]]]:
     """``{key: (samples, scores)}`` in first-seen key order, for per-category breakdowns."""
     parts: dict[Hashable, tuple[list, list]] = defaultdict(lambda: ([], []))
     for key, sample, score in zip(keys, samples, scores, strict=True):
@@ -77,7 +78,7 @@ def parse_failure_rate(scores: Sequence[SampleScore]) -> float:
 def finish(
     dataset: str,
     metrics: dict[str, float],
-    samples: Sequence[SampleLike],
+    samples: Sequence[Sample],
     scores: Sequence[SampleScore],
     headline: float,
     judge: Judge | None = None,
@@ -93,7 +94,7 @@ def finish(
     if failed:
         shown = ", ".join(failed[:5]) + (" ..." if len(failed) > 5 else "")
         log.warning(
-            "%s: %d/%d predictions had no readable answer (field 'prediction'; ids %s); scored wrong",
+            "%s: %d/%d predictions had no answer the rules could read (field 'prediction'; ids %s)",
             dataset,
             len(failed),
             len(scores),

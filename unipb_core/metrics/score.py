@@ -4,22 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
-
-class SampleLike(Protocol):
-    """What metrics may read of a ``data.Sample``. Metrics sits below data (each dataset spec names its
-    scorer), so it types samples by this protocol and never imports the data package, not even for typing."""
-
-    id: str
-    question: str
-    options: list[str]
-    answer: str
-
+from unipb_core.sample import Sample  # the shared type sits below both metrics and data
 
 # A judge maps (sample, raw prediction) to an answer the rules can read ("B", "yes", "42"). It is called
 # only when the rules fail, and the dataset's own rules are run again on what it returns.
-Judge = Callable[[SampleLike, str], str]
+Judge = Callable[[Sample, str], str]
 
 
 @dataclass(frozen=True)
@@ -31,7 +21,9 @@ class SampleScore:
     correct : float
         Score in [0, 1]: 1/0 for exact tasks, a fraction where partial credit is defined (MIA-Bench).
     parsed : bool
-        Whether an answer could be read at all. Unparsed predictions score 0 and are counted, never dropped.
+        Whether the rules could read an answer. Unparsed predictions are counted, never dropped, and score 0,
+        except where the official script guesses instead (MathVista's closest-choice fallback scores the
+        choice it falls back to).
     extracted : str
         What the extractor read ("" when nothing), kept so that a reader can audit the rules.
     """
@@ -51,7 +43,7 @@ def judge_name(judge: Judge | None) -> str | None:
 def score_with_rules(
     extract: Callable[[str], str],
     match: Callable[[str], float],
-    sample: SampleLike,
+    sample: Sample,
     prediction: str,
     judge: Judge | None = None,
 ) -> SampleScore:
