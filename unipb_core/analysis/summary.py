@@ -1,39 +1,90 @@
-"""The report's first table: one row per finding with its verdict and headline number."""
+"""The findings table: one row per finding, the one table the CLI, the analysis notebook and the report show."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pandas as pd
 
+from .finding import POOLED, Finding
 from .random_baseline import random_baseline_strength
 from .sensitivity import task_sensitivity
 from .variance import ratio_dominance
 from .winners import no_single_winner
 
+STATUS = {True: "holds", False: "does not hold", None: "undecided"}
+COLUMNS = ["finding", "status", "verdict", "views", "per_model", "input", "evidence"]
 
-def findings_table(
+
+def compute_findings(
     df: pd.DataFrame, alpha: float = 0.05, n_boot: int = 1000, seed: int = 0, max_win_share: float = 0.5
-) -> pd.DataFrame:
-    """Compute the study's four findings and tabulate them.
+) -> list[Finding]:
+    """The study's four findings on per-sample records or cell-level results, in the study's order.
 
     Parameters
     ----------
     df : DataFrame
-        Tidy per-sample records.
+        Per-sample records (``SCHEMA``) or cell-level results (``CELL_SCHEMA``).
     alpha, n_boot, seed : see ``random_baseline_strength``.
     max_win_share : see ``no_single_winner``.
-
-    Returns
-    -------
-    DataFrame
-        Columns ``finding``, ``holds`` (True / False / None), ``verdict``, ``key``, ``value``.
     """
-    findings = [
+    return [
         random_baseline_strength(df, alpha=alpha, n_boot=n_boot, seed=seed),
         no_single_winner(df, max_win_share=max_win_share),
         task_sensitivity(df),
         ratio_dominance(df),
     ]
-    rows = [(f.name, f.holds, f.verdict, f.key, f.value) for f in findings]
-    table = pd.DataFrame(rows, columns=["finding", "holds", "verdict", "key", "value"])
-    table["holds"] = table["holds"].astype(object)  # keep None distinct from False
-    return table
+
+
+def status(holds: object) -> str:
+    """ "holds", "does not hold" or "undecided" for a verdict's True / False / None (NaN counts as None)."""
+    return STATUS[None if holds is None or holds != holds else bool(holds)]
+
+
+def _per_model(finding: Finding) -> str:
+    """Per-model verdicts of each view, e.g. "tiny:llava holds; tiny:qwen does not hold (view b)"."""
+    views = finding.views
+    rows = views[views["scope"] != POOLED]
+    several = views["view"].nunique() > 1
+    parts = []
+    for r in rows.itertuples():
+        text = f"{r.scope}: {status(r.holds)}"
+        parts.append(f"{text} [{r.view}]" if several else text)
+    return "; ".join(parts) if parts else "one model: see the pooled verdict"
+
+
+def _views(finding: Finding) -> str:
+    pooled = finding.views[finding.views["scope"] == POOLED]
+    return "; ".join(f"{r.view}: {status(r.holds)}" for r in pooled.itertuples())
+
+
+def findings_table(
+    findings: Iterable[Finding] | pd.DataFrame,
+    alpha: float = 0.05,
+    n_boot: int = 1000,
+    seed: int = 0,
+    max_win_share: float = 0.5,
+) -> pd.DataFrame:
+    """One row per finding: its claim, status, verdict, the pooled verdict of each view, per-model verdicts, the
+    input level and score it used, and how far to trust it.
+
+    Parameters
+    ----------
+    findings : iterable of Finding, or DataFrame
+        Computed findings (e.g. ``compute_findings(df)``), or records / cell-level results to compute them from
+        (with ``alpha``, ``n_boot``, ``seed`` and ``max_win_share``).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``finding`` (the claim), ``status`` (holds / does not hold / undecided), ``verdict``, ``views``,
+        ``per_model``, ``input``, ``evidence``; plain strings, ready to show or save.
+    """
+    if isinstance(findings, pd.DataFrame):
+        findings = compute_findings(findings, alpha=alpha, n_boot=n_boot, seed=seed, max_win_share=max_win_share)
+    rows = [
+        {"finding": f.claim or f.name, "status": status(f.holds), "verdict": f.verdict, "views": _views(f),
+         "per_model": _per_model(f), "input": f.level, "evidence": f.evidence}
+        for f in findings
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=COLUMNS)
