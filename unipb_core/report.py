@@ -15,7 +15,7 @@ import contextlib
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,6 @@ import yaml
 from matplotlib.figure import Figure
 
 from . import data, grid
-from .analysis import Finding
 from .runner import VANILLA, CellResult, evaluate_sample
 from .store import ResultStore
 
@@ -34,12 +33,6 @@ ROOT = Path(__file__).resolve().parents[1]  # the checkout: notebooks/ and param
 NOTEBOOKS = ROOT / "notebooks"
 # The evaluate notebook's own parameters; every other key of a params file travels in its ``options``.
 EVALUATE_KEYS = ("models", "datasets", "dimensions", "methods", "ratios", "seeds", "limit", "store", "executor")
-CLAIMS = {
-    "random_baseline_strength": "1. Random pruning is a strong baseline",
-    "no_single_winner": "2. No method wins everywhere",
-    "task_sensitivity": "3. OCR is the most fragile ability",
-    "ratio_dominance": "4. The pruning ratio dominates",
-}
 # Config fields that tell apart the stored cells of one grid key (see ``grid_cells``).
 CELL_KEY = ["model", "method", "ratio", "seed", "dataset", "split", "positions", "attn_implementation"]
 
@@ -229,17 +222,6 @@ def cell_summary(results: Sequence[CellResult], store: ResultStore) -> pd.DataFr
     )
     numbers["prefill_ms"] *= 1000
     return rows.merge(numbers, left_on="config_hash", right_index=True, how="left")
-
-
-def findings_summary(findings: Iterable[Finding]) -> pd.DataFrame:
-    """The report's first table: each finding's claim, whether it holds, its verdict and all its numbers."""
-    status = {True: "holds", False: "does not hold", None: "undecided"}
-    rows = [
-        {"finding": CLAIMS.get(f.name, f.name), "status": status[f.holds], "verdict": f.verdict, "key": f.key,
-         "value": f.value, "numbers": "; ".join(f"{k}={v:.4g}" for k, v in f.numbers.items()), "function": f.name}
-        for f in findings
-    ]  # fmt: skip
-    return pd.DataFrame(rows)
 
 
 def save_figure(fig: Figure, name: str, out_dir: str | os.PathLike) -> list[Path]:

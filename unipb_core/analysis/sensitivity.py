@@ -41,7 +41,7 @@ def _verdict(table: pd.DataFrame) -> dict:
     others = table[table["dimension"] != OCR]
     margin = float(others["relative_accuracy"].min() - ocr["relative_accuracy"].iloc[0])
     rank = int(ocr["rank"].iloc[0])
-    note = f"most fragile: {first['dimension']} ({first['relative_accuracy']:.2f}); OCR rank {rank} of {len(table)}"
+    note = f"most fragile {first['dimension']} ({first['relative_accuracy']:.2f}), OCR rank {rank} of {len(table)}"
     return {"holds": rank == 1, "value": float(rank), "margin": margin, "note": note}
 
 

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import pandas as pd
 
+from . import random_baseline, sensitivity, variance, winners
 from .finding import POOLED, Finding
 from .random_baseline import random_baseline_strength
 from .sensitivity import task_sensitivity
 from .variance import ratio_dominance
 from .winners import no_single_winner
 
+CLAIMS = (random_baseline.CLAIM, winners.CLAIM, sensitivity.CLAIM, variance.CLAIM)  # the study's order
+
 STATUS = {True: "holds", False: "does not hold", None: "undecided"}
 COLUMNS = ["finding", "status", "verdict", "views", "per_model", "input", "evidence"]
 
 
 def compute_findings(
-    df: pd.DataFrame, alpha: float = 0.05, n_boot: int = 1000, seed: int = 0, max_win_share: float = 0.5
+    df: pd.DataFrame,
+    alpha: float = 0.05,
+    n_boot: int = 1000,
+    seed: int = 0,
+    max_win_share: float = 0.5,
+    progress: Callable[[str], None] | None = None,
 ) -> list[Finding]:
     """The study's four findings on per-sample records or cell-level results, in the study's order.
 
@@ -27,13 +35,21 @@ def compute_findings(
         Per-sample records (``SCHEMA``) or cell-level results (``CELL_SCHEMA``).
     alpha, n_boot, seed : see ``random_baseline_strength``.
     max_win_share : see ``no_single_winner``.
+    progress : callable, optional
+        Called with a short line before each finding is computed (the CLI prints it).
     """
-    return [
-        random_baseline_strength(df, alpha=alpha, n_boot=n_boot, seed=seed),
-        no_single_winner(df, max_win_share=max_win_share),
-        task_sensitivity(df),
-        ratio_dominance(df),
+    steps = [
+        (CLAIMS[0], lambda: random_baseline_strength(df, alpha=alpha, n_boot=n_boot, seed=seed)),
+        (CLAIMS[1], lambda: no_single_winner(df, max_win_share=max_win_share)),
+        (CLAIMS[2], lambda: task_sensitivity(df)),
+        (CLAIMS[3], lambda: ratio_dominance(df)),
     ]
+    findings = []
+    for i, (claim, compute) in enumerate(steps, 1):
+        if progress is not None:
+            progress(f"finding {i} of {len(steps)}: {claim}")
+        findings.append(compute())
+    return findings
 
 
 def status(holds: object) -> str:
@@ -42,15 +58,15 @@ def status(holds: object) -> str:
 
 
 def _per_model(finding: Finding) -> str:
-    """Per-model verdicts of each view, e.g. "tiny:llava holds; tiny:qwen does not hold (view b)"."""
-    views = finding.views
-    rows = views[views["scope"] != POOLED]
-    several = views["view"].nunique() > 1
-    parts = []
-    for r in rows.itertuples():
-        text = f"{r.scope}: {status(r.holds)}"
-        parts.append(f"{text} [{r.view}]" if several else text)
-    return "; ".join(parts) if parts else "one model: see the pooled verdict"
+    """Per-model verdicts, grouped by view when there are several: "(a): m1 holds, m2 undecided; (b): ..."."""
+    rows = finding.views[finding.views["scope"] != POOLED]
+    if rows.empty:
+        return "one model: see the pooled verdict"
+    groups = [(view, group) for view, group in rows.groupby("view", sort=False)]
+    texts = [", ".join(f"{r.scope} {status(r.holds)}" for r in group.itertuples()) for _, group in groups]
+    if len(groups) == 1:
+        return texts[0]
+    return "; ".join(f"{view.split(' ')[0]}: {text}" for (view, _), text in zip(groups, texts, strict=True))
 
 
 def _views(finding: Finding) -> str:

@@ -17,8 +17,8 @@ from .records import excluded_note, prepare, relative_note, relative_scores, wit
 
 CLAIM = "4. The pruning ratio matters more than the method"
 FACTORS = ("ratio", "method", "model", "dataset")
-VIEW_A = "(a) dataset-averaged: ratio + method"
-VIEW_B = "(b) per dataset: ratio + method + model + dataset"
+VIEW_A = "(a) dataset-averaged (ratio, method)"
+VIEW_B = "(b) per dataset (ratio, method, model, dataset)"
 OUTLIER_MADS = 3.0  # a method whose mean relative score is farther than this many MADs from the median is an outlier
 _Y = "relative_accuracy"
 _EXACT = 1e-12  # residual SS below this share of the total SS counts as an exact fit
