@@ -116,6 +116,13 @@ def method_category(method: str) -> str | None:
     return str(method_class(method).category) if method in available() else None
 
 
+def dataset_key(name: object) -> str:
+    """The dataset key a table's name stands for ("MME" -> "mme", "OCR-Bench" -> "ocrbench"); labels with a
+    slash (the synthetic suite's "synthetic/ocr") keep it."""
+    head, slash, tail = str(name).strip().lower().partition("/")
+    return re.sub(r"[\s\-_.()]+", "", head) + (f"/{tail}" if slash else "")
+
+
 def chance_level(dataset: str) -> float:
     """Guessing score of ``dataset`` (``CHANCE``), 0 where the answer format does not fix one."""
-    return float(CHANCE.get(str(dataset), 0.0))
+    return float(CHANCE.get(dataset_key(dataset), 0.0))

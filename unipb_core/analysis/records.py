@@ -316,7 +316,8 @@ def _dimensions(frame: pd.DataFrame) -> pd.Series:
     """The dimension column, lower-cased; where absent or empty, the dataset's dimension (or "")."""
     from unipb_core.data.dimensions import DATASET_DIMENSION
 
-    default = frame["dataset"].map(lambda d: DATASET_DIMENSION.get(str(d), str(d).partition("/")[2]))
+    keys = frame["dataset"].map(naming.dataset_key)
+    default = keys.map(lambda d: DATASET_DIMENSION.get(d, d.partition("/")[2]))
     if "dimension" not in frame:
         return default.astype(str)
     given = frame["dimension"].where(frame["dimension"].notna(), "").astype(str).str.strip().str.lower()

@@ -71,6 +71,7 @@ def task_sensitivity(df: pd.DataFrame) -> Finding:
     inputs = prepare(df)
     rel = relative_scores(inputs.cells)
     cells = rel.table.dropna(subset=["relative_score"]).rename(columns={"relative_score": "relative_accuracy"})
+    no_dimension = sorted(cells.loc[cells["dimension"] == "", "dataset"].unique())
     cells = cells[cells["dimension"] != ""]
     configs = cells.groupby(_CONFIG)["relative_accuracy"].mean().reset_index()
     per_dataset = (
@@ -131,7 +132,8 @@ def task_sensitivity(df: pd.DataFrame) -> Finding:
         evidence += f"; left out of the pooled view because not every model has them: {', '.join(left_out)}"
     if np.isfinite(pooled["margin"]):
         evidence += f"; OCR's gap to the nearest other dimension {pooled['margin']:+.2f} (no significance test)"
-    notes = (relative_note(rel), excluded_note(inputs.n_excluded))
+    undimensioned = f"no dimension known for dataset(s) {', '.join(no_dimension)}, excluded" if no_dimension else ""
+    notes = (undimensioned, relative_note(rel), excluded_note(inputs.n_excluded))
     common_args = dict(name="task_sensitivity", key="ocr_rank", numbers=numbers, table=table, details=details,
                        claim=CLAIM, level=inputs.described, evidence=evidence, views=views)  # fmt: skip
     per = "; ".join(f"{r['scope']}: {r['note']}" for r in rows[:-1]) if len(models) > 1 else ""
@@ -144,7 +146,7 @@ def task_sensitivity(df: pd.DataFrame) -> Finding:
     )
     if pooled["holds"] is None:
         why = "fewer than two dimensions have a relative score" if len(table) < 2 else "OCR is absent"
-        sentence = f"Cannot say: {why} ({view}{', ' + scope if scope else ''}; {pooled['note']})"
+        sentence = f"Cannot say: {why} ({view}{', ' + scope if scope else ''})"
         if per:
             sentence += f"; per model: {per}"
         return Finding(holds=None, verdict=with_note(sentence, *notes), **common_args)

@@ -99,15 +99,18 @@ def _averaged(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def outlier_methods(averaged: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
-    """Methods whose mean relative score lies more than ``OUTLIER_MADS`` MADs from the median method."""
+    """Methods whose mean relative score lies more than ``OUTLIER_MADS`` MADs from the median method.
+
+    MAD is the median absolute deviation from the median method (unscaled). When more than half the methods tie
+    at the median the MAD is 0 and would flag any difference; the mean absolute deviation stands in then.
+    """
     means = averaged.groupby("method")[_Y].mean()
     if len(means) < 3:
         return [], pd.DataFrame({"method": means.index, "mean_relative": means.values, "outlier": False})
     deviation = (means - means.median()).abs()
-    mad = float(deviation.median())
-    flagged = (deviation > OUTLIER_MADS * mad) & (deviation > 1e-9)
-    zero_mad = pd.Series(np.where(deviation > 1e-9, np.inf, 0.0), index=deviation.index)
-    in_mads = deviation / mad if mad > 0 else zero_mad
+    spread = float(deviation.median()) or float(deviation.mean())
+    flagged = deviation > OUTLIER_MADS * spread if spread > 0 else deviation > np.inf
+    in_mads = deviation / spread if spread > 0 else deviation * 0.0
     table = pd.DataFrame({"method": means.index, "mean_relative": means.values, "deviation_in_mads": in_mads.values,
                           "outlier": flagged.values})  # fmt: skip
     return sorted(means.index[flagged]), table

@@ -75,9 +75,13 @@ def _scope(scored: pd.DataFrame, max_win_share: float) -> dict:
     top = table.iloc[0]
     share = float(top["win_share"])
     margin_cells = max_win_share * n_cells - float(top["wins"])
-    border = " (borderline: one cell from the limit)" if abs(margin_cells) <= 1 else ""
+    border = ", borderline: within one cell of the limit" if abs(margin_cells) <= 1 else ""
     wins = f"{top['wins']:.1f}".removesuffix(".0")  # ties share a cell's win, so credit can be fractional
-    note = f"{top['method']} tops {wins} of {n_cells} cells; margin {margin_cells:+.1f} cells{border}"
+    limit = f"limit {100 * max_win_share:.0f} %"
+    note = (
+        f"{top['method']} tops {wins} of {n_cells} cells ({100 * share:.0f} %, {limit}; "
+        f"margin {margin_cells:+.1f} cells{border})"
+    )
     return {"holds": share <= max_win_share, "value": share, "margin": max_win_share - share, "note": note}
 
 
@@ -157,10 +161,7 @@ def _finding(table, views, inputs: Inputs, n_cells, max_win_share, leads, winner
     per = "; ".join(
         f"{r.scope}: {'holds' if r.holds else 'does not hold'}" for r in views[views["scope"] != POOLED].itertuples()
     )
-    limit = f"limit {100 * max_win_share:.0f} %"
-    if holds:
-        head = f"No single winner (pooled): {pooled['note']} ({100 * pooled['value']:.0f} %, {limit})"
-    else:
-        head = f"A single method dominates (pooled): {pooled['note']} ({100 * pooled['value']:.0f} % > {limit})"
+    head = "No single winner" if holds else "A single method dominates"
+    head = f"{head} (pooled): {pooled['note']}"
     sentence = f"{head}; per model: {per}; {w_text}"
     return Finding(holds=bool(holds), verdict=with_note(sentence, *notes), **common)
