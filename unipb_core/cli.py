@@ -131,6 +131,9 @@ def cmd_findings(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(line, file=sys.stderr, flush=True)
 
+    if args.report and not args.results:
+        print("error: --report renders an external table (--results); for a grid use `unipb report`", file=sys.stderr)
+        return 2
     try:
         say("reading results ...")
         frame, source = load_findings_input(args)
@@ -143,17 +146,20 @@ def cmd_findings(args: argparse.Namespace) -> int:
     if args.csv:
         table.to_csv(args.csv, index=False)
     for row in table.itertuples():
-        print(f"[{row.status}] {row.finding}: {row.verdict}\n    evidence: {row.evidence}\n    {row.input}")
+        print(f"[{row.status}] {row.finding}\n    {row.verdict}\n    evidence: {row.evidence}\n    {row.input}")
     if args.report:
-        if not args.results:
-            print(
-                "error: --report renders an external table (--results); for a grid use `unipb report`", file=sys.stderr
-            )
-            return 2
+        from papermill import PapermillExecutionError
+
         say(f"rendering the analysis notebook into {args.report}/ ...")
-        html = render_results_report(args.results, args.report, n_boot=args.n_boot, seed=args.seed,
-                                     columns=_pairs(args.column, "--column"), aliases=_pairs(args.alias, "--alias"),
-                                     score_scale=args.score_scale, progress=not args.quiet)  # fmt: skip
+        try:
+            html = render_results_report(args.results, args.report, n_boot=args.n_boot, seed=args.seed,
+                                         columns=_pairs(args.column, "--column"),
+                                         aliases=_pairs(args.alias, "--alias"), score_scale=args.score_scale,
+                                         progress=not args.quiet)  # fmt: skip
+        except PapermillExecutionError as exc:
+            print(f"error: the analysis notebook failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}; "
+                  f"the partial notebook is {args.report}/analysis.ipynb", file=sys.stderr)  # fmt: skip
+            return 1
         print(f"report: {html}")
     return 0
 
@@ -171,6 +177,7 @@ def render_results_report(results: str, out_dir: str, progress: bool = True, **p
     out.mkdir(parents=True, exist_ok=True)
     values = {"results_csv": str(Path(results).resolve()), "out_dir": str(out)}
     values |= {"results_columns": parameters.pop("columns") or {}, "results_aliases": parameters.pop("aliases") or {}}
+    values["results_score_scale"] = float(parameters.pop("score_scale"))
     with report.kernel_env():
         pm.execute_notebook(report.NOTEBOOKS / "analysis.ipynb", out / "analysis.ipynb",
                             parameters={**values, **parameters}, kernel_name="python3", progress_bar=progress,
