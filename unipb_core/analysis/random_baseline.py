@@ -15,7 +15,7 @@ from scipy.stats import norm
 
 from . import naming
 from .finding import POOLED, Finding, views_frame
-from .records import CELLS, Inputs, excluded_note, prepare, relative_note, relative_scores, with_note
+from .records import CELLS, Inputs, chance_note, excluded_note, prepare, relative_scores, with_note
 from .stats import bootstrap_mean_ci, sign_flip_pvalue
 
 CLAIM = "1. Random pruning is a strong baseline"
@@ -53,17 +53,17 @@ def _pick_random(category: str, available: list[str], random_for: Mapping[str, s
     return available[0] if len(available) == 1 else None
 
 
-def _paired(paired: pd.DataFrame, n_boot: int, rng: np.random.Generator, z: float) -> dict[str, float]:
-    """Paired gap of one cell: method (suffix _x) minus seed-averaged random (suffix _y), sample by sample."""
-    diffs = (paired["correct_x"] - paired["correct_y"]).to_numpy()
+def _paired(method: np.ndarray, random: np.ndarray, n_seeds: int, n_boot: int, rng: np.random.Generator, z: float):
+    """Paired gap of one cell: method minus seed-averaged random, sample by sample."""
+    diffs = method - random
     low, high = bootstrap_mean_ci(diffs, n_boot, rng)
     sd = float(np.std(diffs, ddof=1)) if diffs.size > 1 else float("nan")
     return {
         "n_samples": len(diffs),
         "n_random": len(diffs),
-        "n_seeds_random": int(paired["n_seeds_y"].max()),
-        "score_method": float(paired["correct_x"].mean()),
-        "score_random": float(paired["correct_y"].mean()),
+        "n_seeds_random": n_seeds,
+        "score_method": float(method.mean()),
+        "score_random": float(random.mean()),
         "difference": float(diffs.mean()),
         "ci_low": low,
         "ci_high": high,
@@ -153,6 +153,18 @@ def random_baseline_strength(
     return _finding(table, inputs, alpha, skipped, rng)
 
 
+def _choose(methods: pd.DataFrame, randoms: pd.DataFrame, random_for: Mapping[str, str]) -> tuple[pd.DataFrame, int]:
+    """The random baseline each method cell is compared with (column ``random_method``), and how many have none."""
+    available = randoms.groupby(["model", "dataset", "ratio"])["method"].agg(lambda m: sorted(set(m))).to_dict()
+    cells = methods[_KEYS].drop_duplicates().reset_index(drop=True)
+    chosen = [
+        _pick_random(category, available.get((model, dataset, ratio), []), random_for)
+        for model, _, category, dataset, ratio in cells.itertuples(index=False)
+    ]
+    cells["random_method"] = chosen
+    return cells.dropna(subset=["random_method"]), int(sum(c is None for c in chosen))
+
+
 def _sample_level(
     inputs: Inputs, random_for: Mapping[str, str], n_boot: int, rng: np.random.Generator, z: float
 ) -> tuple[pd.DataFrame, int]:
@@ -160,18 +172,19 @@ def _sample_level(
     keys = ["model", "method", "category", "ratio", "dataset", "sample_id"]
     scores = recs.groupby(keys, sort=True).agg(correct=("correct", "mean"), n_seeds=("seed", "nunique")).reset_index()
     is_random = scores["category"] == "random"
-    is_method = ~is_random & (scores["category"] != "baseline")
-    randoms = dict(list(scores[is_random].groupby(["model", "dataset", "ratio"], sort=True)))
-    rows, skipped = [], 0
-    for key, cell in scores[is_method].groupby(_KEYS, sort=True):
-        model, _, category, dataset, ratio = key
-        pool = randoms.get((model, dataset, ratio))
-        chosen = None if pool is None else _pick_random(category, sorted(pool["method"].unique()), random_for)
-        paired = pd.DataFrame() if chosen is None else cell.merge(pool[pool["method"] == chosen], on="sample_id")
-        if paired.empty:
-            skipped += 1
-            continue
-        rows.append({**dict(zip(_KEYS, key, strict=True)), "random_method": chosen, **_paired(paired, n_boot, rng, z)})
+    methods = scores[~is_random & (scores["category"] != "baseline")]
+    randoms = scores[is_random].rename(columns={"method": "random_method"})
+    cells, skipped = _choose(methods, randoms.rename(columns={"random_method": "method"}), random_for)
+    # one merge for all cells: each method sample next to its chosen random's seed-averaged score on that sample
+    paired = methods.merge(cells, on=_KEYS).merge(
+        randoms.drop(columns="category"), on=["model", "dataset", "ratio", "random_method", "sample_id"]
+    )
+    rows = []
+    for key, cell in paired.groupby([*_KEYS, "random_method"], sort=True):
+        stats = _paired(cell["correct_x"].to_numpy(), cell["correct_y"].to_numpy(), int(cell["n_seeds_y"].max()),
+                        n_boot, rng, z)  # fmt: skip
+        rows.append({**dict(zip([*_KEYS, "random_method"], key, strict=True)), **stats})
+    skipped += len(cells) - len(rows)  # a chosen random that shares no sample with the method
     return pd.DataFrame(rows, columns=[*_KEYS, "random_method", *_STATS]), skipped
 
 
@@ -254,7 +267,7 @@ def _finding(table: pd.DataFrame, inputs: Inputs, alpha: float, skipped: int, rn
     evidence = _evidence(table, numbers, paired, alpha, skipped, inputs.n_excluded)
     rel = relative_scores(inputs.cells)
     skip_note = f"{skipped} cell(s) without a matching random baseline skipped" if skipped else ""
-    notes = (skip_note, relative_note(_only(rel, table)), excluded_note(inputs.n_excluded))
+    notes = (skip_note, chance_note(_only(rel, table)), excluded_note(inputs.n_excluded))
     finding = dict(name="random_baseline_strength", key="share_not_better", numbers=numbers, table=table,
                    details={"effects": effects}, claim=CLAIM, level=inputs.described, evidence=evidence,
                    views=views)  # fmt: skip

@@ -264,7 +264,8 @@ def prepare(df: pd.DataFrame, aliases: Mapping[str, str] | None = None) -> Input
     keep = ~failed & pd.to_numeric(frame[score_col], errors="coerce").notna()
     frame = frame.loc[keep].copy()
     n_excluded = int((~keep).sum())
-    frame["method"] = [naming.canonical_method(m, aliases) for m in frame["method"]]
+    names = {m: naming.canonical_method(m, aliases) for m in frame["method"].unique()}
+    frame["method"] = frame["method"].map(names)
     frame["category"] = _categories(frame)
     frame["ratio"] = pd.to_numeric(frame["ratio"], errors="coerce")
     frame.loc[frame["method"] == VANILLA, "ratio"] = frame.loc[frame["method"] == VANILLA, "ratio"].fillna(0.0)
@@ -325,25 +326,21 @@ def _dimensions(frame: pd.DataFrame) -> pd.Series:
 
 
 def _categories(frame: pd.DataFrame) -> pd.Series:
-    """Category per row: random baselines by name; else the given category; else the registry's."""
+    """Category per row: random baselines and vanilla by name; else the given category; else the registry's."""
     given = frame["category"] if "category" in frame else pd.Series(None, index=frame.index, dtype=object)
-    out = []
-    unknown = set()
-    for method, stated in zip(frame["method"], given, strict=True):
-        known = naming.method_category(method) if naming.is_random(method) or method == VANILLA else None
-        if known is None and isinstance(stated, str) and stated.strip():
-            known = stated.strip().lower()
-        if known is None:
-            known = naming.method_category(method)
-        if known is None:
-            unknown.add(method)
-        out.append(known)
+    stated = given.where(given.notna(), "").astype(str).str.strip().str.lower()
+    pairs = pd.DataFrame({"method": frame["method"], "stated": stated})
+    known: dict[tuple[str, str], str | None] = {}
+    for method, text in pairs.drop_duplicates().itertuples(index=False):
+        by_name = naming.method_category(method) if naming.is_random(method) or method == VANILLA else None
+        known[(method, text)] = by_name or text or naming.method_category(method)
+    unknown = sorted({m for (m, _), c in known.items() if c is None})
     if unknown:
         raise ValueError(
-            f"unknown method(s) {sorted(unknown)} and no category for them: add a 'category' column "
+            f"unknown method(s) {unknown} and no category for them: add a 'category' column "
             f"({' | '.join(naming.CATEGORIES)}) or map the names in analysis.naming.METHOD_ALIASES"
         )
-    return pd.Series(out, index=frame.index, dtype=object)
+    return pd.Series([known[p] for p in zip(pairs["method"], pairs["stated"], strict=True)], index=frame.index)
 
 
 class RelativeScores(NamedTuple):
