@@ -16,8 +16,6 @@ import pandas as pd
 from . import naming
 from .naming import VANILLA
 
-BASELINE_CATEGORY = "baseline"
-RANDOM_CATEGORY = "random"
 VANILLA_EPS = 1e-9  # a vanilla accuracy at or below this makes relative accuracy undefined (NaN)
 
 SCHEMA: dict[str, str] = {
@@ -137,41 +135,12 @@ def as_sample_rows(df: pd.DataFrame) -> pd.DataFrame:
     return cells.rename(columns={"score": "correct"}).assign(sample_id="cell", error=None)
 
 
-class RelativeAccuracy(NamedTuple):
-    """Pruned cells with their vanilla reference, and the (model, dataset) pairs where it is missing or ~0."""
-
-    table: pd.DataFrame
-    missing_vanilla: pd.DataFrame
-    zero_vanilla: pd.DataFrame
-
-
-def relative_accuracy(recs: pd.DataFrame, extra: Iterable[str] = ()) -> RelativeAccuracy:
-    """Pruned cell accuracy divided by the unpruned accuracy of the same (model, dataset).
-
-    Vanilla seeds are averaged. Where vanilla is absent or its accuracy is at most ``VANILLA_EPS`` the ratio is
-    undefined: ``relative_accuracy`` is NaN and the pair is listed, so callers report rather than crash.
-    """
-    cells = cell_accuracy(recs, extra)
-    is_vanilla = cells["method"] == VANILLA
-    vanilla = cells[is_vanilla].groupby(["model", "dataset"]).agg(vanilla_accuracy=("accuracy", "mean")).reset_index()
-    pruned = cells[~is_vanilla].merge(vanilla, on=["model", "dataset"], how="left")
-    defined = pruned["vanilla_accuracy"] > VANILLA_EPS
-    pruned["relative_accuracy"] = np.where(defined, pruned["accuracy"] / pruned["vanilla_accuracy"], np.nan)
-    pairs = pruned[["model", "dataset"]].drop_duplicates()
-    missing = pairs.merge(vanilla, on=["model", "dataset"], how="left")
-    missing_vanilla = missing[missing["vanilla_accuracy"].isna()][["model", "dataset"]].reset_index(drop=True)
-    zero_vanilla = vanilla[vanilla["vanilla_accuracy"] <= VANILLA_EPS][["model", "dataset"]].reset_index(drop=True)
-    return RelativeAccuracy(pruned, missing_vanilla, zero_vanilla)
-
-
-def vanilla_note(rel: RelativeAccuracy) -> str:
-    """A short note on (model, dataset) pairs without a usable vanilla reference, or an empty string."""
-    parts = []
-    if len(rel.missing_vanilla):
-        parts.append(f"vanilla missing for {_pairs(rel.missing_vanilla)}, excluded")
-    if len(rel.zero_vanilla):
-        parts.append(f"vanilla accuracy 0 for {_pairs(rel.zero_vanilla)}, relative accuracy undefined")
-    return "; ".join(parts)
+def relative_accuracy(recs: pd.DataFrame) -> RelativeScores:
+    """``relative_scores`` of per-sample records (or cell-level results), with the figures' column names:
+    ``accuracy`` (cell score), ``vanilla_accuracy`` and ``relative_accuracy``."""
+    rel = relative_scores(prepare(recs).cells)
+    names = {"score": "accuracy", "vanilla_score": "vanilla_accuracy", "relative_score": "relative_accuracy"}
+    return rel._replace(table=rel.table.rename(columns=names))
 
 
 def _pairs(pairs: pd.DataFrame) -> str:
