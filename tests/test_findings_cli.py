@@ -40,6 +40,7 @@ def test_findings_on_an_external_csv_prints_progress_verdicts_and_saves_the_tabl
         (["--store", "x.sqlite", "--report", "out"], "--report renders an external table"),
         (["--store", "x.sqlite", "--alias", "a=b"], "apply to --results only"),
         (["--results", str(EXAMPLE), "--alias", "ab"], "--alias expects NAME=VALUE"),
+        (["--store", "no/such/store.sqlite"], "no results store at no/such/store.sqlite"),
     ],
 )
 def test_findings_rejects_bad_combinations_with_a_clear_error(argv, message, capsys):

@@ -326,6 +326,9 @@ def test_findings_table_shows_views_per_model_and_level(level):
     assert table["per_model"].str.contains("m1").all() and table["per_model"].str.contains("m2").all()
     assert table["input"].str.contains("per-sample" if level == "samples" else "cell-level").all()
     assert not table["verdict"].str.startswith(("'", '"')).any()
+    verdicts = A.views_table(A.compute_findings(at(level, records(fragile("ocr"), models=("m1", "m2"))), n_boot=50))
+    assert set(verdicts["scope"]) == {"m1", "m2", POOLED}
+    assert verdicts.groupby("finding")["view"].nunique().to_dict()[A.summary.CLAIMS[3]] >= 2  # both views
 
 
 def test_read_results_maps_columns_aliases_and_percentages(tmp_path):

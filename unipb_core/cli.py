@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from PIL import Image, ImageDraw
 
@@ -119,7 +120,11 @@ def load_findings_input(args: argparse.Namespace) -> tuple[object, str]:
         frame = ResultStore(params.store).frame(config_hash=list(cells["config_hash"]))
         return frame, f"{len(frame)} records in {len(cells)} cells of {args.params} from {params.store}"
     store = args.store or "reports/results.sqlite"
+    if not Path(store).is_file():
+        raise ValueError(f"no results store at {store}; run a grid first (unipb run / unipb report) or pass --store")
     frame = ResultStore(store).frame()
+    if frame.empty:
+        raise ValueError(f"the store {store} holds no records; run a grid first (unipb run / unipb report)")
     return frame, f"{len(frame)} records from {store}"
 
 
@@ -166,8 +171,6 @@ def cmd_findings(args: argparse.Namespace) -> int:
 
 def render_results_report(results: str, out_dir: str, progress: bool = True, **parameters: object):
     """Run notebooks/analysis.ipynb on an external results CSV and write ``<out_dir>/analysis.html``."""
-    from pathlib import Path
-
     import papermill as pm
     from nbconvert import HTMLExporter
 

@@ -19,7 +19,7 @@ from .random_baseline import DEFAULT_RANDOM_FOR, random_baseline_strength
 from .records import CELL_SCHEMA, SCHEMA, cell_scores, input_level
 from .results_csv import read_results
 from .sensitivity import task_sensitivity
-from .summary import compute_findings, findings_table
+from .summary import compute_findings, findings_table, views_table
 from .variance import ratio_dominance
 from .winners import no_single_winner
 
@@ -45,4 +45,5 @@ __all__ = [
     "read_results",
     "ratio_dominance",
     "task_sensitivity",
+    "views_table",
 ]

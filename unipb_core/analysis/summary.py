@@ -104,3 +104,18 @@ def findings_table(
         for f in findings
     ]  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def views_table(findings: Iterable[Finding]) -> pd.DataFrame:
+    """Every verdict behind the findings table: one row per (finding, view, scope) with its value and margin.
+
+    Columns ``finding`` (the claim), ``view``, ``scope`` (a model, or "pooled"), ``status``, ``value``,
+    ``margin`` (distance to the decision threshold, positive on the "holds" side) and ``note``.
+    """
+    frames = [
+        f.views.assign(finding=f.claim or f.name, status=[status(h) for h in f.views["holds"]])
+        for f in findings
+        if len(f.views)
+    ]
+    columns = ["finding", "view", "scope", "status", "value", "margin", "note"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
