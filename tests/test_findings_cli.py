@@ -53,3 +53,16 @@ def test_findings_params_honours_store(tmp_path, capsys):
     params = ROOT / "tests" / "fixtures" / "params_tiny.yaml"
     assert cli.main(["findings", "--quiet", "--params", str(params), "--store", str(store)]) == 2
     assert str(store) in capsys.readouterr().err  # the given store is the one read, not the params' store
+
+
+def test_findings_report_renders_the_analysis_notebook_on_an_external_csv(tmp_path):
+    out = tmp_path / "report"
+    argv = ["findings", "--quiet", "--results", str(EXAMPLE), "--score-scale", "100", "--n-boot", "50"]
+    assert cli.main([*argv, "--report", str(out)]) == 0
+    html = (out / "analysis.html").read_text(encoding="utf-8")
+    for claim in CLAIMS:
+        assert claim in html
+    assert "cell-level results" in html
+    assert (out / "figures" / "accuracy_vs_ratio.png").stat().st_size > 0
+    views = pd.read_csv(out / "tables" / "findings_views.csv")
+    assert {"LLaVA-1.5-7B", "Qwen2.5-VL-7B", "pooled"} <= set(views["scope"])
