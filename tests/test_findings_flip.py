@@ -371,3 +371,16 @@ def test_example_csv_runs_every_finding():
     assert [f.holds for f in findings] != [None] * 4
     assert all("cell-level results" in f.level for f in findings)
     assert np.isfinite(findings[0].numbers["median_mdd"])
+
+
+def test_ratio_dominance_view_a_averages_only_datasets_every_method_has():
+    df = records(by_ratio, skip=lambda model, method, dataset: method == "fastv" and dataset == "pope")
+    f = A.ratio_dominance(df)
+    assert "m1/pope" in f.evidence and f.holds is True
+    assert f.numbers["n_averaged"] == 4 * len(RATIOS)  # four pruned methods x three ratios, one model
+
+
+def test_a_stated_category_outside_the_accepted_ones_is_an_error():
+    cells = A.cell_scores(records(by_ratio, n=2)).assign(category="ViT-based")
+    with pytest.raises(ValueError, match=r"unknown category value\(s\) \['vit-based'\]"):
+        A.ratio_dominance(cells)

@@ -303,6 +303,9 @@ def _categories(frame: pd.DataFrame) -> pd.Series:
     for method, text in pairs.drop_duplicates().itertuples(index=False):
         by_name = naming.method_category(method) if naming.is_random(method) or method == VANILLA else None
         known[(method, text)] = by_name or text or naming.method_category(method)
+    invalid = sorted({t for t in pairs["stated"].unique() if t and t not in naming.CATEGORIES})
+    if invalid:
+        raise ValueError(f"unknown category value(s) {invalid}; accepted: {' | '.join(naming.CATEGORIES)}")
     unknown = sorted({m for (m, _), c in known.items() if c is None})
     if unknown:
         raise ValueError(

@@ -83,19 +83,25 @@ def _test(data: pd.DataFrame, factors: list[str], view: str, scope: str) -> tupl
     return row | {"note": f"{len(data)} observations; eta-squared {shares}"}, table
 
 
-def _averaged(cells: pd.DataFrame) -> pd.DataFrame:
+def _averaged(cells: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """View (a) data: per (model, method, ratio), the mean over the model's shared datasets of seed-mean scores.
 
-    Only datasets every (method, ratio) of the model has are averaged, so no method is averaged over an easier set.
+    Only datasets every (method, ratio) of the model has are averaged, so no method is averaged over an easier
+    set; the others are returned as "model/dataset" labels. A model with no dataset shared by all its
+    configurations is averaged over what each has (and listed with "*").
     """
     seeds = cells.groupby(["model", "method", "ratio", "dataset"])[_Y].mean().reset_index()
-    parts = []
-    for _, sub in seeds.groupby("model", sort=True):
+    parts, left_out = [], []
+    for model, sub in seeds.groupby("model", sort=True):
         configs = sub.groupby(["method", "ratio"]).ngroups
         counts = sub.groupby("dataset")[["method", "ratio"]].apply(lambda t: len(t.drop_duplicates()))
         shared = counts[counts == configs].index
+        if len(shared) == 0:
+            shared, left_out = counts.index, [*left_out, f"{model}/* (no dataset shared by all its methods)"]
+        left_out += [f"{model}/{d}" for d in counts.index if d not in shared]
         parts.append(sub[sub["dataset"].isin(shared)].groupby(["model", "method", "ratio"])[_Y].mean().reset_index())
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["model", "method", "ratio", _Y])
+    empty = pd.DataFrame(columns=["model", "method", "ratio", _Y])
+    return (pd.concat(parts, ignore_index=True) if parts else empty), left_out
 
 
 def outlier_methods(averaged: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
@@ -141,7 +147,7 @@ def ratio_dominance(df: pd.DataFrame) -> Finding:
     inputs = prepare(df)
     rel = relative_scores(inputs.cells)
     cells = rel.table.rename(columns={"relative_score": _Y}).dropna(subset=[_Y]).reset_index(drop=True)
-    averaged = _averaged(cells)
+    averaged, left_out = _averaged(cells)
     models = sorted(cells["model"].unique())
     rows, tables = [], []
     for view, data, factors in ((VIEW_A, averaged, ["ratio", "method"]), (VIEW_B, cells, list(FACTORS))):
@@ -162,10 +168,10 @@ def ratio_dominance(df: pd.DataFrame) -> Finding:
     table = pooled[pooled["view"] == VIEW_A].drop(columns=["view", "scope"]).reset_index(drop=True)
     per_dataset = pooled[pooled["view"] == VIEW_B].drop(columns=["view", "scope"]).reset_index(drop=True)
     details = {"per_dataset": per_dataset, "eta": eta, "outliers": outlier_table}
-    return _finding(table, per_dataset, views, details, outliers, len(averaged), len(cells), inputs, rel)
+    return _finding(table, per_dataset, views, details, outliers, len(averaged), len(cells), inputs, rel, left_out)
 
 
-def _finding(table, per_dataset, views, details, outliers, n_a, n_b, inputs, rel) -> Finding:
+def _finding(table, per_dataset, views, details, outliers, n_a, n_b, inputs, rel, left_out) -> Finding:
     def eta_of(t: pd.DataFrame, factor: str) -> float:
         hit = t.loc[t["factor"] == factor, "eta_sq"]
         return float(hit.iloc[0]) if len(hit) else float("nan")
@@ -182,6 +188,8 @@ def _finding(table, per_dataset, views, details, outliers, n_a, n_b, inputs, rel
         f"view (a) {n_a} dataset-averaged observations, view (b) {n_b} per-dataset cells; {size}; eta-squared "
         "describes these cells, with no test of whether the gap between ratio and method is beyond chance"
     )
+    if left_out:
+        evidence += f"; left out of view (a) as not every method of the model has them: {', '.join(left_out)}"
     notes = (relative_note(rel), excluded_note(inputs.n_excluded))
     common = dict(name="ratio_dominance", key="eta_sq_ratio", numbers=numbers, table=table, details=details,
                   claim=CLAIM, level=inputs.described, evidence=evidence, views=views)  # fmt: skip
