@@ -384,3 +384,8 @@ def test_a_stated_category_outside_the_accepted_ones_is_an_error():
     cells = A.cell_scores(records(by_ratio, n=2)).assign(category="ViT-based")
     with pytest.raises(ValueError, match=r"unknown category value\(s\) \['vit-based'\]"):
         A.ratio_dominance(cells)
+
+
+def test_task_sensitivity_tie_for_most_fragile_is_not_the_claim():
+    f = A.task_sensitivity(records(by_ratio))  # every dimension loses the same share
+    assert f.holds is False and "tied with" in f.verdict

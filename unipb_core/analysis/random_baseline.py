@@ -161,7 +161,7 @@ def _choose(methods: pd.DataFrame, randoms: pd.DataFrame, random_for: Mapping[st
         _pick_random(category, available.get((model, dataset, ratio), []), random_for)
         for model, _, category, dataset, ratio in cells.itertuples(index=False)
     ]
-    cells["random_method"] = chosen
+    cells["random_method"] = pd.Series(chosen, index=cells.index, dtype=object)
     return cells.dropna(subset=["random_method"]), int(sum(c is None for c in chosen))
 
 

@@ -11,6 +11,7 @@ from .records import excluded_note, prepare, relative_note, relative_scores, wit
 CLAIM = "3. OCR is the most fragile ability"
 OCR = "ocr"  # the key used in unipb_core.data.dimensions.DIMENSIONS
 _CONFIG = ["model", "dimension", "dataset", "method", "ratio"]
+_TIE = 1e-9  # relative scores this close are a tie
 
 
 def _dimension_table(datasets: pd.DataFrame) -> pd.DataFrame:
@@ -42,7 +43,10 @@ def _verdict(table: pd.DataFrame) -> dict:
     margin = float(others["relative_accuracy"].min() - ocr["relative_accuracy"].iloc[0])
     rank = int(ocr["rank"].iloc[0])
     note = f"most fragile {first['dimension']} ({first['relative_accuracy']:.2f}), OCR rank {rank} of {len(table)}"
-    return {"holds": rank == 1, "value": float(rank), "margin": margin, "note": note}
+    if abs(margin) <= _TIE:
+        note += f", tied with {others.iloc[0]['dimension']}"
+    # a tie is not "the most fragile": the claim needs OCR strictly below every other dimension
+    return {"holds": margin > _TIE, "value": float(rank), "margin": margin, "note": note}
 
 
 def task_sensitivity(df: pd.DataFrame) -> Finding:
@@ -146,7 +150,8 @@ def task_sensitivity(df: pd.DataFrame) -> Finding:
     )
     if pooled["holds"] is None:
         why = "fewer than two dimensions have a relative score" if len(table) < 2 else "OCR is absent"
-        sentence = f"Cannot say: {why} ({view}{', ' + scope if scope else ''})"
+        where = ", ".join(w for w in (view if np.isfinite(ratio) else "", scope) if w)
+        sentence = f"Cannot say: {why}" + (f" ({where})" if where else "")
         if per:
             sentence += f"; per model: {per}"
         return Finding(holds=None, verdict=with_note(sentence, *notes), **common_args)
@@ -157,6 +162,8 @@ def task_sensitivity(df: pd.DataFrame) -> Finding:
         f"(relative score {first['relative_accuracy']:.2f}); OCR {numbers['ocr_relative_accuracy']:.2f}, "
         f"rank {numbers['ocr_rank']:.0f} of {len(table)}"
     )
+    if abs(pooled["margin"]) <= _TIE:
+        sentence += f", tied with {table[table['dimension'] != OCR].iloc[0]['dimension']}"
     if per:
         sentence += f"; per model: {per}"
     return Finding(holds=bool(pooled["holds"]), verdict=with_note(sentence, *notes), **common_args)
