@@ -389,3 +389,15 @@ def test_a_stated_category_outside_the_accepted_ones_is_an_error():
 def test_task_sensitivity_tie_for_most_fragile_is_not_the_claim():
     f = A.task_sensitivity(records(by_ratio))  # every dimension loses the same share
     assert f.holds is False and "tied with" in f.verdict
+
+
+def test_random_baseline_at_ten_samples_says_the_evidence_is_weak():
+    rng = np.random.default_rng(0)
+    draws = {}
+
+    def noisy(model, method, ratio, seed, dataset, i):
+        return draws.setdefault((method, ratio, seed, dataset, i), float(rng.random() < 0.5))
+
+    f = A.random_baseline_strength(records(noisy, n=10), n_boot=200)
+    assert f.holds is True and "weak evidence" in f.verdict
+    assert f.numbers["median_mdd"] > 0.3 and "minimum detectable difference" in f.evidence

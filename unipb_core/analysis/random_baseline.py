@@ -27,6 +27,7 @@ DEFAULT_RANDOM_FOR: dict[str, str] = {
     "hybrid": naming.RANDOM_INTRA,
 }
 POWER = 0.8  # power at which the minimum detectable difference is quoted
+WEAK_MDD = 0.2  # a median minimum detectable difference above 20 points makes the verdict "weak evidence"
 HOLDS_SHARE = 0.5  # the claim holds when at least this share of testable cells is not significantly better
 
 _KEYS = ["model", "method", "category", "dataset", "ratio"]
@@ -293,7 +294,10 @@ def _finding(table: pd.DataFrame, inputs: Inputs, alpha: float, skipped: int, rn
     else:
         sentence = f"Random is not a strong baseline here: only in {counts} is the method not significantly better"
     mdd = numbers["median_mdd"]
-    power = f"; gaps below {100 * mdd:.0f} points are hard to detect at this n" if np.isfinite(mdd) else ""
+    power = ""
+    if np.isfinite(mdd):
+        weak = "weak evidence: " if mdd > WEAK_MDD else ""
+        power = f"; {weak}gaps below {100 * mdd:.0f} points are hard to detect at n = {numbers['median_n']:.0f}"
     verdict = with_note(f"{sentence} ({test}; mean gaps: {gaps}{power})", *notes)
     return Finding(holds=holds, verdict=verdict, **finding)
 
