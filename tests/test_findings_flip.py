@@ -401,3 +401,16 @@ def test_random_baseline_at_ten_samples_says_the_evidence_is_weak():
     f = A.random_baseline_strength(records(noisy, n=10), n_boot=200)
     assert f.holds is True and "weak evidence" in f.verdict
     assert f.numbers["median_mdd"] > 0.3 and "minimum detectable difference" in f.evidence
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_task_sensitivity_model_at_zero_on_ocr_is_named_and_kept_out_of_the_pooled_view(level):
+    def score(model, method, ratio, seed, dataset, i):
+        if model == "m2" and dataset == "ocrbench":
+            return 0.0  # m2 cannot read at all, pruned or not
+        return fragile("ocr")(model, method, ratio, seed, dataset, i)
+
+    f = A.task_sensitivity(at(level, records(score, models=("m1", "m2"))))
+    assert f.holds is None and "OCR is not in every model's datasets" in f.verdict
+    assert "vanilla score 0 for 1 (model, dataset) pair(s) (m2/ocrbench)" in f.verdict
+    assert f.holds_for("m1") is True

@@ -150,6 +150,12 @@ def task_sensitivity(df: pd.DataFrame) -> Finding:
     )
     if pooled["holds"] is None:
         why = "fewer than two dimensions have a relative score" if len(table) < 2 else "OCR is absent"
+        ocr_sets = set(per_dataset.loc[per_dataset["dimension"] == OCR, "dataset"])
+        if ocr_sets and len(table) >= 2:
+            why = (
+                f"OCR is not in every model's datasets ({', '.join(sorted(ocr_sets))} left out of the pooled view; "
+                "a model whose unpruned score is 0 has no relative score there)"
+            )
         where = ", ".join(w for w in (view if np.isfinite(ratio) else "", scope) if w)
         sentence = f"Cannot say: {why}" + (f" ({where})" if where else "")
         if per:
