@@ -118,8 +118,9 @@ def test_random_baseline_per_model_verdicts_differ(level):
 
     f = A.random_baseline_strength(at(level, records(score, models=("m1", "m2"))), n_boot=200)
     assert f.holds_for("m1") is True and f.holds_for("m2") is False
-    assert f.holds_for(POOLED) is f.holds  # 50 % of the cells are not better: the pooled claim holds, just
+    assert f.holds_for(POOLED) is f.holds  # 50 % of the cells are not better: the pooled claim holds, at the limit
     assert f.numbers["share_not_better"] == pytest.approx(0.5)
+    assert "per model: m1 holds (24 of 24 testable cells), m2 does not hold (0 of 24 testable cells)" in f.verdict
 
 
 def test_random_baseline_recognises_random_by_alias():

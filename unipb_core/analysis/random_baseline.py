@@ -298,6 +298,10 @@ def _finding(table: pd.DataFrame, inputs: Inputs, alpha: float, skipped: int, rn
     if np.isfinite(mdd):
         weak = "weak evidence: " if mdd > WEAK_MDD else ""
         power = f"; {weak}gaps below {100 * mdd:.0f} points are hard to detect at n = {numbers['median_n']:.0f}"
+    per = views[views["scope"] != POOLED]
+    if len(per) > 1:
+        status = {True: "holds", False: "does not hold", None: "undecided"}
+        power += "; per model: " + ", ".join(f"{r.scope} {status[r.holds]} ({r.note})" for r in per.itertuples())
     verdict = with_note(f"{sentence} ({test}; mean gaps: {gaps}{power})", *notes)
     return Finding(holds=holds, verdict=verdict, **finding)
 
