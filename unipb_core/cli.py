@@ -151,7 +151,7 @@ def cmd_findings(args: argparse.Namespace) -> int:
     if args.csv:
         table.to_csv(args.csv, index=False)
     for row in table.itertuples():
-        print(f"[{row.status}] {row.finding}\n    {row.verdict}\n    evidence: {row.evidence}\n    {row.input}")
+        print(f"[{row.status}] {row.finding}\n    {row.verdict}\n    evidence: {row.evidence}\n    input: {row.input}")
     if args.report:
         from papermill import PapermillExecutionError
 

@@ -38,7 +38,7 @@ class Finding:
     claim : str
         The study's claim the finding tests, as the report titles it ("" for descriptive views).
     level : str
-        The input it was computed from and the cell score used ("input: per-sample records; cell score: ...").
+        The input it was computed from and the cell score used ("per-sample records; cell score: ...").
     evidence : str
         How far to trust the verdict: sample counts, the minimum detectable difference, cells left out and why.
     views : pandas.DataFrame

@@ -205,9 +205,9 @@ class Inputs(NamedTuple):
 
     @property
     def described(self) -> str:
-        """The input level and score for a verdict, e.g. "per-sample records; score: mean per-sample score"."""
+        """The input level and cell score, e.g. "per-sample records; cell score: mean per-sample score"."""
         score = CELL_SCORE if self.level == SAMPLES else "the table's score"
-        return f"input: {self.level}; cell score: {score}"
+        return f"{self.level}; cell score: {score}"
 
 
 def prepare(df: pd.DataFrame, aliases: Mapping[str, str] | None = None) -> Inputs:
