@@ -21,7 +21,7 @@ VANILLA_EPS = 1e-9  # a vanilla accuracy at or below this makes relative accurac
 SCHEMA: dict[str, str] = {
     "model": "str, model spec such as 'tiny:llava'",
     "method": "str, pruning method key; 'vanilla' is the unpruned baseline",
-    "category": "str, 'baseline' | 'random' | 'vit' | 'llm' | 'hybrid'",
+    "category": "str, optional: 'baseline' | 'random' | 'vit' | 'llm' | 'hybrid' (default from the method name)",
     "ratio": "float, share of visual tokens removed (0.0 for vanilla)",
     "seed": "int, selection seed",
     "dataset": "str, dataset key",
@@ -35,7 +35,7 @@ SCHEMA: dict[str, str] = {
     "t_total": "float seconds, whole sample",
     "t_method": "float seconds, the pruning routine",
     "flops": "float, analytic FLOPs",
-    "error": "None when the sample ran; otherwise the error text (such rows are excluded and counted)",
+    "error": "optional; None when the sample ran, else the error text (such rows are excluded and counted)",
 }
 
 CELL_SCHEMA: dict[str, str] = {
