@@ -28,6 +28,7 @@ import pandas as pd
 import pytest
 
 from unipb_core import cli, grid, report
+from unipb_core.analysis.summary import CLAIMS
 from unipb_core.store import ResultStore
 
 FIXTURE = Path(__file__).parent / "fixtures" / "params_tiny.yaml"
@@ -67,7 +68,7 @@ def test_parameters_cell_comes_first_and_documents_every_parameter(name):
 def test_report_renders_findings_figures_and_tables(tiny_report):
     out, store = tiny_report
     html = (out / "analysis.html").read_text(encoding="utf-8")
-    for claim in report.CLAIMS.values():
+    for claim in CLAIMS:
         assert claim in html, f"findings table lacks {claim!r}"
     for name in FIGURES:
         for ext in ("png", "svg"):
@@ -77,7 +78,8 @@ def test_report_renders_findings_figures_and_tables(tiny_report):
     assert "report.save_figure" not in html and "params_file" not in html, "code or parameters shown in the page"
     assert "<script src=" not in html and "Warning" not in html
     findings = pd.read_csv(out / "tables" / "findings.csv")
-    assert list(findings["function"]) == list(report.CLAIMS)
+    assert list(findings["finding"]) == list(CLAIMS)
+    assert not {"key", "function"} & set(findings.columns)
     cells = pd.read_csv(out / "tables" / "cells.csv")
     assert set(cells["config_hash"]) == set(ResultStore(store).cells()["config_hash"])
     # evaluate.ipynb ran the params file itself: every cell of its grid, and nothing else, is in the store
@@ -204,16 +206,6 @@ def test_grid_cells_selects_the_grid_and_the_newest_run_of_a_configuration(tmp_p
     assert set(cells["config_hash"]) == {config_hash(configs[1]), config_hash(configs[2])}
     with pytest.raises(ValueError, match="holds none of this grid"):
         report.grid_cells(grid.validate({"models": ["tiny:qwen2_5_vl"], "store": str(store.path)}))
-
-
-def test_findings_summary_states_claim_status_and_numbers():
-    from unipb_core.analysis import Finding
-
-    finding = Finding("ratio_dominance", True, "Ratio explains most.", "eta_sq_ratio", {"eta_sq_ratio": 0.61},
-                      pd.DataFrame())  # fmt: skip
-    row = report.findings_summary([finding]).iloc[0]
-    assert row["finding"] == report.CLAIMS["ratio_dominance"] and row["status"] == "holds"
-    assert row["value"] == 0.61 and row["numbers"] == "eta_sq_ratio=0.61"
 
 
 def test_render_html_hides_code_parameters_and_stderr_and_loads_nothing(tmp_path, capsys):

@@ -16,7 +16,7 @@ import contextlib
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,17 +25,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from . import data, grid
-from .analysis import Finding
 from .store import ResultStore
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout: notebooks/ and params/ live beside the package
 NOTEBOOKS = ROOT / "notebooks"
-CLAIMS = {
-    "random_baseline_strength": "1. Random pruning is a strong baseline",
-    "no_single_winner": "2. No method wins everywhere",
-    "task_sensitivity": "3. OCR is the most fragile ability",
-    "ratio_dominance": "4. The pruning ratio dominates",
-}
 # Config fields that tell apart the stored cells of one grid key (see ``grid_cells``).
 CELL_KEY = ["model", "method", "ratio", "seed", "dataset", "split", "positions", "attn_implementation"]
 
@@ -130,16 +123,42 @@ def run_report(
                 progress_bar=progress,
                 cwd=str(ROOT),
             )
-        print(f"analysis -> {out / 'analysis.ipynb'}", flush=True)
+    analysis = {"params_file": str(params_path), "store": params.store}
+    return analyse(out, analysis, subtitle=params_path.name, progress=progress)
+
+
+def run_results_report(results: str | Path, out_dir: str | Path, progress: bool = True, **parameters: Any) -> Path:
+    """Analyse an external results CSV (``analysis.read_results``) and render ``<out_dir>/analysis.html``.
+
+    ``columns``, ``aliases`` and ``score_scale`` map the table onto the record schema; other keyword
+    arguments are analysis-notebook parameters (``n_boot``, ``seed``).
+    """
+    results = Path(results).resolve()
+    values = {
+        "results_csv": str(results),
+        "results_columns": parameters.pop("columns", None) or {},
+        "results_aliases": parameters.pop("aliases", None) or {},
+        "results_score_scale": float(parameters.pop("score_scale", 1.0)),
+    }
+    return analyse(Path(out_dir).resolve(), {**values, **parameters}, subtitle=results.name, progress=progress)
+
+
+def analyse(out: Path, parameters: dict[str, Any], subtitle: str, progress: bool = True) -> Path:
+    """Execute notebooks/analysis.ipynb into ``out`` with ``parameters`` and render the offline HTML page."""
+    import papermill as pm
+
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"analysis -> {out / 'analysis.ipynb'}", flush=True)
+    with kernel_env():
         pm.execute_notebook(
             NOTEBOOKS / "analysis.ipynb",
             out / "analysis.ipynb",
-            parameters={"params_file": str(params_path), "store": params.store, "out_dir": str(out)},
+            parameters={**parameters, "out_dir": str(out)},
             kernel_name="python3",
             progress_bar=progress,
             cwd=str(ROOT),
         )
-    return render_html(out / "analysis.ipynb", out / "analysis.html", subtitle=params_path.name)
+    return render_html(out / "analysis.ipynb", out / "analysis.html", subtitle=subtitle)
 
 
 # The page template: JupyterLab's, minus every script it would fetch from a CDN (require.js, MathJax, Mermaid,
@@ -228,17 +247,6 @@ def grid_cells(params: grid.Params) -> pd.DataFrame:
     found = found.assign(created=pd.to_datetime(found["created"], unit="s", utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
     columns = ["config_hash", *CELL_KEY, "n_records", "n_errors", "created"]
     return found[columns].sort_values(["model", "dataset", "method", "ratio", "seed"]).reset_index(drop=True)
-
-
-def findings_summary(findings: Iterable[Finding]) -> pd.DataFrame:
-    """The report's first table: each finding's claim, whether it holds, its verdict and all its numbers."""
-    status = {True: "holds", False: "does not hold", None: "undecided"}
-    rows = [
-        {"finding": CLAIMS.get(f.name, f.name), "status": status[f.holds], "verdict": f.verdict, "key": f.key,
-         "value": f.value, "numbers": "; ".join(f"{k}={v:.4g}" for k, v in f.numbers.items()), "function": f.name}
-        for f in findings
-    ]  # fmt: skip
-    return pd.DataFrame(rows)
 
 
 def save_figure(fig: Figure, name: str, out_dir: str | os.PathLike) -> list[Path]:

@@ -17,10 +17,9 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
+from ..vocabulary import RANDOM_CATEGORY, VANILLA
 from .records import (
     ACCURACY_COLUMNS,
-    RANDOM_CATEGORY,
-    VANILLA,
     excluded_note,
     relative_accuracy,
     require_columns,

@@ -26,17 +26,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from ..vocabulary import BASELINE_CATEGORY, RANDOM_CATEGORY, VANILLA
 from .efficiency import pareto_front
 from .finding import Finding
-from .records import (
-    ACCURACY_COLUMNS,
-    BASELINE_CATEGORY,
-    RANDOM_CATEGORY,
-    VANILLA,
-    relative_accuracy,
-    sample_scores,
-    usable_records,
-)
+from .records import ACCURACY_COLUMNS, relative_accuracy, sample_scores, usable_records
 from .sensitivity import OCR, task_sensitivity
 from .stats import bootstrap_mean_ci
 from .variance import ratio_dominance
