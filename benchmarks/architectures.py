@@ -28,36 +28,22 @@ Choices (documented in docs/benchmarks.md): InternVL3 is timed on one tile (its 
 to 12 tiles + a thumbnail, 256 tokens each); Qwen2.5-VL on a 896 x 896 image (1024 tokens; dynamic
 resolution, so any image gives a different count).
 
-``reduce`` divides the widths (hidden, MLP, heads, kv heads; head size kept) and depths of both towers, but
-keeps the image sizes, hence the real visual-token counts: on a CPU the full models are far too slow.
+The config and processor builders live beside each family's tiny builder, ``real_config`` and ``real_processor``
+in ``unipb_core/models/<family>.py``; this file lists which ones the benchmark times. ``reduce`` divides the
+widths (hidden, MLP, heads, kv heads; head size kept) and depths of both towers, but keeps the image sizes,
+hence the real visual-token counts: on a CPU the full models are far too slow.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import (
-    CLIPImageProcessorPil,
-    CLIPVisionConfig,
-    GotOcr2ImageProcessorPil,
-    InternVLConfig,
-    InternVLVisionConfig,
-    LlamaConfig,
-    LlavaConfig,
-    LlavaProcessor,
-    Qwen2_5_VLConfig,
-    Qwen2Config,
-    Qwen2VLImageProcessorPil,
-)
-from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import Qwen2_5_VLTextConfig, Qwen2_5_VLVisionConfig
 
-from unipb_core.models import FAMILIES, FamilyAdapter
-from unipb_core.models.llava import CHAT_TEMPLATE as LLAVA_TEMPLATE
-from unipb_core.models.processors import InternVLImageProcessor, Qwen2_5_VLImageProcessor
+from unipb_core.models import FAMILIES, FamilyAdapter, internvl, llava, qwen2_5_vl
+from unipb_core.models.qwen2_5_vl import REAL_IMAGE_SIZE as QWEN_IMAGE
 
 TINY_PREFIX = "tiny-random:"
 
@@ -74,130 +60,14 @@ class Architecture:
     processor: Callable[[Any], Any]  # tiny processor -> processor giving the real token count
 
 
-def _div(value: int, reduce: int, minimum: int = 1) -> int:
-    return max(minimum, value // reduce)
-
-
-def _depth(layers: int, reduce: int) -> int:
-    return max(2, math.ceil(layers / reduce))
-
-
-def _heads(heads: int, kv_heads: int, reduce: int) -> tuple[int, int]:
-    """Query and key/value heads divided by ``reduce``; kv heads stay a divisor of the query heads."""
-    h, kv = _div(heads, reduce), _div(kv_heads, reduce)
-    while h % kv:
-        kv -= 1
-    return h, kv
-
-
-def _vit_large(reduce: int) -> dict[str, int]:
-    """ViT-L sizes (width 1024 = 16 heads x 64, MLP 4096, 24 layers): both CLIP-L/14 and InternViT-300M."""
-    heads = _div(16, reduce)
-    return {"hidden_size": heads * 64, "intermediate_size": _div(4096, reduce), "num_hidden_layers": _depth(24, reduce),
-            "num_attention_heads": heads}  # fmt: skip
-
-
-def _token_ids(tok) -> dict[str, Any]:
-    return {"bos_token_id": tok.bos_token_id or tok.pad_token_id, "eos_token_id": tok.eos_token_id,
-            "pad_token_id": tok.pad_token_id}  # fmt: skip
-
-
-# ---------------------------------------------------------------- LLaVA-1.5-7B
-def _llava_config(tok, reduce: int) -> LlavaConfig:
-    heads, kv = _heads(32, 32, reduce)
-    return LlavaConfig(
-        vision_config=CLIPVisionConfig(
-            **_vit_large(reduce), image_size=336, patch_size=14, projection_dim=768,
-            hidden_act="quick_gelu", layer_norm_eps=1e-5,
-        ),
-        text_config=LlamaConfig(
-            vocab_size=32064, hidden_size=heads * 128, intermediate_size=_div(11008, reduce),
-            num_hidden_layers=_depth(32, reduce), num_attention_heads=heads, num_key_value_heads=kv,
-            max_position_embeddings=4096, rms_norm_eps=1e-5, **_token_ids(tok),
-        ),
-        image_token_id=tok.convert_tokens_to_ids("<image>"), projector_hidden_act="gelu",
-        vision_feature_layer=-2, vision_feature_select_strategy="default", pad_token_id=tok.pad_token_id,
-    )  # fmt: skip
-
-
-def _llava_processor(tiny) -> LlavaProcessor:
-    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336})
-    return LlavaProcessor(image_processor=image_processor, tokenizer=tiny.tokenizer, patch_size=14,
-                          vision_feature_select_strategy="default", chat_template=LLAVA_TEMPLATE,
-                          num_additional_image_tokens=1)  # fmt: skip
-
-
-# ---------------------------------------------------------------- InternVL3-8B
-def _internvl_config(tok, reduce: int) -> InternVLConfig:
-    heads, kv = _heads(28, 4, reduce)
-    return InternVLConfig(
-        vision_config=InternVLVisionConfig(
-            **_vit_large(reduce), attention_bias=True, image_size=[448, 448], patch_size=[14, 14],
-        ),
-        text_config=Qwen2Config(
-            vocab_size=151674, hidden_size=heads * 128, intermediate_size=_div(18944, reduce),
-            num_hidden_layers=_depth(28, reduce), num_attention_heads=heads, num_key_value_heads=kv,
-            max_position_embeddings=32768, rms_norm_eps=1e-6, rope_parameters={"rope_type": "default",
-            "rope_theta": 1e6}, tie_word_embeddings=False, **_token_ids(tok),
-        ),
-        image_token_id=tok.convert_tokens_to_ids("<IMG_CONTEXT>"), image_seq_length=256, downsample_ratio=0.5,
-        vision_feature_layer=-1, vision_feature_select_strategy="default", tie_word_embeddings=False,
-    )  # fmt: skip
-
-
-def _internvl_processor(tiny) -> InternVLImageProcessor:
-    image_processor = GotOcr2ImageProcessorPil(size={"height": 448, "width": 448}, crop_to_patches=False)
-    return InternVLImageProcessor(image_processor=image_processor, tokenizer=tiny.tokenizer, image_seq_length=256,
-                                  chat_template=tiny.chat_template)  # fmt: skip
-
-
-# ---------------------------------------------------------------- Qwen2.5-VL-7B
-QWEN_IMAGE = 896  # 896 / 14 = 64 patches a side, merged 2 x 2 -> 32 x 32 = 1024 visual tokens
-
-
-def _qwen_config(tok, reduce: int) -> Qwen2_5_VLConfig:
-    heads, kv = _heads(28, 4, reduce)
-    depth = _depth(32, reduce)
-    vision_heads = _div(16, reduce)
-    # The real tower ends each group of 8 window-attention blocks with a full-attention block (7/15/23/31):
-    # keep that 1-in-8 share, at least one (full attention over all patches dominates the tower's cost).
-    n_full = max(1, round(4 * depth / 32))
-    full_attention = [(i + 1) * depth // n_full - 1 for i in range(n_full)]
-    return Qwen2_5_VLConfig(
-        vision_config=Qwen2_5_VLVisionConfig(
-            depth=depth, hidden_size=vision_heads * 80, intermediate_size=_div(3420, reduce), num_heads=vision_heads,
-            out_hidden_size=heads * 128, patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
-            fullatt_block_indexes=full_attention, tokens_per_second=2,
-        ),
-        text_config=Qwen2_5_VLTextConfig(
-            vocab_size=152064, hidden_size=heads * 128, intermediate_size=_div(18944, reduce),
-            num_hidden_layers=_depth(28, reduce), num_attention_heads=heads, num_key_value_heads=kv,
-            max_position_embeddings=128000, rms_norm_eps=1e-6, tie_word_embeddings=False,
-            rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]},
-            **_token_ids(tok),
-        ),
-        image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"),
-        video_token_id=tok.convert_tokens_to_ids("<|video_pad|>"),
-        vision_start_token_id=tok.convert_tokens_to_ids("<|vision_start|>"),
-        vision_end_token_id=tok.convert_tokens_to_ids("<|vision_end|>"), tie_word_embeddings=False,
-    )  # fmt: skip
-
-
-def _qwen_processor(tiny) -> Qwen2_5_VLImageProcessor:
-    pixels = QWEN_IMAGE * QWEN_IMAGE
-    image_processor = Qwen2VLImageProcessorPil(
-        size={"shortest_edge": pixels, "longest_edge": pixels}, patch_size=14, merge_size=2, temporal_patch_size=2
-    )
-    return Qwen2_5_VLImageProcessor(image_processor=image_processor, tokenizer=tiny.tokenizer,
-                                    chat_template=tiny.chat_template)  # fmt: skip
-
-
 ARCHITECTURES: dict[str, Architecture] = {
     a.name: a
     for a in (
-        Architecture("llava-1.5-7b", "llava", 336, 576, _llava_config, _llava_processor),
-        Architecture("internvl3-8b", "internvl", 448, 256, _internvl_config, _internvl_processor),
-        Architecture("qwen2.5-vl-7b", "qwen2_5_vl", QWEN_IMAGE, 1024, _qwen_config, _qwen_processor),
+        Architecture("llava-1.5-7b", "llava", 336, 576, llava.real_config, llava.real_processor),
+        Architecture("internvl3-8b", "internvl", 448, 256, internvl.real_config, internvl.real_processor),
+        Architecture(
+            "qwen2.5-vl-7b", "qwen2_5_vl", QWEN_IMAGE, 1024, qwen2_5_vl.real_config, qwen2_5_vl.real_processor
+        ),
     )
 }
 TINY_IMAGE_SIZE = 336  # every tiny family turns a 336-px image into 144 visual tokens

@@ -1,14 +1,14 @@
 """The pruning contract (DESIGN.md), as reusable checks every method must pass on every family.
 
-``check_invariants(model, method_name, ratio, image)`` runs them all; the engine tests and the method
-tests parametrize it over families x methods x ratios.
+``check_invariants(model, method_name, ratio, inputs, params)`` runs them all; ``tests/test_pruning_contract.py``
+parametrizes it over every registered method x variant x family x ratio.
 """
 
 from __future__ import annotations
 
 import torch
 
-from unipb_core.pruning import PruningEngine, get, method_class, n_keep_for
+from unipb_core.pruning import PruningEngine, get, method_class
 
 PROMPT = "What colour is the largest circle?"
 
@@ -36,9 +36,6 @@ def check_counts(model, engine, method, ratio, n_visual, seq_len, out_len):
         assert kept == sorted(set(kept)) and all(0 <= i < n_visual for i in kept)
         assert len(kept) == record["n_out"]
         prev = record["n_out"]
-    if len(stages) == 1 and stages[0].n_keep > 0:
-        # A single stage keeps round(N * (1 - ratio)); a withdrawal (n_keep 0, e.g. VTW) is layer-averaged.
-        assert prev == n_keep_for(n_visual, ratio)
     # Only visual tokens are ever dropped: the output keeps every text token.
     assert out_len == seq_len - n_visual + prev
     per_layer = summary["visual_per_layer"]
@@ -51,10 +48,12 @@ def check_counts(model, engine, method, ratio, n_visual, seq_len, out_len):
     return per_layer, expected_mean
 
 
-def check_cached_equals_teacher_forced(model, method_name, ratio, inputs, max_new_tokens=5):
+def check_cached_equals_teacher_forced(
+    model, method_name, ratio, inputs, max_new_tokens=5, params=None, positions="original"
+):
     """Cached greedy decoding == argmax of one uncached forward over prompt + answer, same selection."""
-    method = get(method_name)
-    with PruningEngine(model, method, ratio, seed=0) as engine:
+    method = get(method_name, **(params or {}))
+    with PruningEngine(model, method, ratio, seed=0, positions=positions) as engine:
         out = model.model.generate(
             **inputs, max_new_tokens=max_new_tokens, do_sample=False, return_dict_in_generate=True,
             pad_token_id=model.tokenizer.pad_token_id, suppress_tokens=[model.image_token_id],  # as adapter.generate
@@ -84,11 +83,11 @@ def check_cached_equals_teacher_forced(model, method_name, ratio, inputs, max_ne
         assert layer_cache.get_seq_length() == expected, (idx, layer_cache.get_seq_length(), expected)
 
 
-def check_seed(model, method_name, ratio, inputs):
+def check_seed(model, method_name, ratio, inputs, params=None):
     """Same seed -> same selection; for methods that use randomness, another seed -> another one."""
 
     def kept(seed):
-        with PruningEngine(model, get(method_name), ratio, seed=seed) as engine:
+        with PruningEngine(model, get(method_name, **(params or {})), ratio, seed=seed) as engine:
             logits(model, inputs)
             return [r["kept"] for r in engine.summary()["stages"]]
 
@@ -98,17 +97,19 @@ def check_seed(model, method_name, ratio, inputs):
         assert kept(1) != first
 
 
-def check_invariants(model, method_name, ratio, inputs):
-    """Run the whole contract for one (family, method, ratio)."""
+def check_invariants(model, method_name, ratio, inputs, params=None):
+    """Run the whole contract for one (family, method, ratio, parameters); returns the engine's summary."""
     stock = logits(model, inputs)
-    method = get(method_name)
+    method = get(method_name, **(params or {}))
     n_visual = int(model.visual_mask(inputs["input_ids"]).sum())
     with PruningEngine(model, method, ratio, seed=0) as engine:
         pruned = logits(model, inputs)
-        if ratio == 0 and not getattr(method, "merges", False):
-            assert torch.equal(pruned, stock)
+        if ratio == 0:  # every method, merging ones included: nothing removed means nothing changed
+            assert torch.equal(pruned, stock), f"{method_name} {params or ''} at ratio 0 changed the logits"
         check_counts(model, engine, method, ratio, n_visual, inputs["input_ids"].shape[1], pruned.shape[1])
+        summary = engine.summary()
     assert torch.equal(logits(model, inputs), stock), "hooks left behind: the stock model changed"
     if ratio > 0:
-        check_cached_equals_teacher_forced(model, method_name, ratio, inputs)
-        check_seed(model, method_name, ratio, inputs)
+        check_cached_equals_teacher_forced(model, method_name, ratio, inputs, params=params)
+        check_seed(model, method_name, ratio, inputs, params=params)
+    return summary

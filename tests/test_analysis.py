@@ -220,7 +220,9 @@ def test_relative_accuracy_depending_only_on_ratio_gives_ratio_eta_one():
     eta = f.table.set_index("factor")["eta_sq"]
     assert eta["ratio"] == pytest.approx(1.0) and eta["method"] == pytest.approx(0.0, abs=1e-9)
     assert f.holds is True
-    assert "model" in f.verdict and np.isnan(f.numbers["eta_sq_model"])  # single model: dropped and said so
+    per_dataset = f.details["per_dataset"].set_index("factor")
+    assert per_dataset.loc["model", "note"] == "dropped: single level"  # single model: dropped and said so
+    assert np.isnan(f.numbers["eta_sq_model_per_dataset"])
 
 
 def test_relative_accuracy_depending_only_on_method_makes_method_largest():
@@ -299,8 +301,10 @@ def test_agreement_with_unpruned_hand_made():
 
 def test_missing_column_names_it_and_the_schema():
     df = make_records(lambda *a: 1.0).drop(columns=["correct", "sample_id"])
-    with pytest.raises(ValueError, match=r"\['sample_id', 'correct'\].*Accepted schema"):
+    with pytest.raises(ValueError, match=r"cannot tell the input level.*sample_id and correct.*score"):
         A.random_baseline_strength(df)
+    with pytest.raises(ValueError, match=r"\['seed'\].*Accepted schema"):
+        A.random_baseline_strength(make_records(lambda *a: 1.0).drop(columns=["seed"]))
 
 
 def test_error_rows_are_excluded_and_counted():
@@ -317,11 +321,14 @@ def _small_grid() -> pd.DataFrame:
 
 
 def test_findings_table_on_a_small_grid():
-    table = A.findings_table(_small_grid(), n_boot=50)
+    findings = A.compute_findings(_small_grid(), n_boot=50)
     names = ["random_baseline_strength", "no_single_winner", "task_sensitivity", "ratio_dominance"]
-    assert list(table["finding"]) == names
+    assert [f.name for f in findings] == names
+    table = A.findings_table(findings)
+    assert list(table["finding"]) == [f.claim for f in findings]
     assert table["verdict"].str.len().gt(20).all()
-    assert all(h in (True, False, None) for h in table["holds"])
+    assert set(table["status"]) <= {"holds", "does not hold", "undecided"}
+    assert not {"key", "function"} & set(table.columns)
 
 
 def test_plots_return_figures():

@@ -108,13 +108,66 @@ def test_mathvista_rule_extraction_by_answer_type() -> None:
     assert agg["accuracy"] == 20.0 and agg["parse_failure_rate"] == 0.0
 
 
+def test_mathvista_closest_choice_fallback() -> None:
+    # MC gold "square" (B) of circle / square / triangle. "squre" reads no letter and no option text: the
+    # official calculate_score.py takes the closest choice by Levenshtein distance (square, 1 edit).
+    samples = data.load("mathvista", path=FIXTURES / "mathvista.parquet")
+    spec = data.get("mathvista")
+    assert spec.score(samples[0], "squre") == SampleScore(1.0, False, "B")  # right, but counted as unparsed
+    assert spec.score(samples[0], "(b)") == SampleScore(1.0, False, "B")  # "(b)": the parenthesised letter
+    assert spec.score(samples[0], "b") == SampleScore(0.0, False, "A")  # tie circle/square: the first, circle
+    strict = spec.variant(closest_choice=False)
+    assert strict.score(samples[0], "squre") == SampleScore(0.0, False, "")
+    assert strict.version == "mathvista/v2+closest_choice=False" and spec.version == "mathvista/v2"
+
+
 def test_mathvision_letters_and_free_form() -> None:
     # MC gold C ("5"), free-form \frac{1}{2}, free-form 12.
-    _, scores, agg = run("mathvision", ["5", r"\boxed{0.5}", "The answer is 12 cm"])
+    _, scores, agg = run("mathvision", ["5", r"\boxed{0.5}", "The answer is 12"])
     assert [s.correct for s in scores] == [1.0, 1.0, 1.0]
+    # The official clean-up keeps "cm" (only "units", "km", "m^3" go): "12 cm" is not 12.
+    _, scores, _ = run("mathvision", ["5", r"\boxed{0.5}", "The answer is 12 cm"])
+    assert [s.correct for s in scores] == [1.0, 1.0, 0.0]
+    samples = data.load("mathvision", path=FIXTURES / "mathvision.parquet")
+    lenient = data.get("mathvision").variant(strip_units=True)
+    assert lenient.score(samples[2], "The answer is 12 cm").correct == 1.0
+    # MATH-V's evaluate.py lowercases the answer and compares it with the gold letter or option text, so its
+    # multiple-choice letters are case-insensitive (unlike VLMEvalKit's can_infer).
+    spec = data.get("mathvision")
+    for prediction in ("c", "(C)", "The answer is C.", "I think it is C.", r"\boxed{c}", "5"):
+        assert spec.score(samples[0], prediction).correct == 1.0, prediction
+    assert spec.score(samples[0], "B").correct == 0.0 and spec.score(samples[0], "4").correct == 0.0
     _, scores, agg = run("mathvision", ["D", "1/3", "I cannot see the figure clearly enough to say"])
     assert [s.parsed for s in scores] == [True, True, False]
     assert agg["headline"] == 0.0 and agg["parse_failure_rate"] == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("name", ["mme", "pope", "hallusionbench"])
+def test_yes_and_no_together_is_unknown(name: str) -> None:
+    # VLMEvalKit's YOrN_Extraction: an answer holding both words is Unknown (a parse failure), not its first word.
+    spec = data.get(name)
+    sample = data.load(name, path=FIXTURES / f"{name}.parquet")[0]
+    assert spec.score(sample, "Yes, but no cat is visible.") == SampleScore(0.0, False, "")
+    lenient = spec.variant(lenient_yes_no=True)
+    assert lenient.score(sample, "Yes, but no cat is visible.").extracted == "yes"
+    assert lenient.version == f"{name}/v2+lenient_yes_no=True"
+
+
+@pytest.mark.parametrize("name", ["mmbench", "seedbench2plus", "scienceqa"])
+def test_bare_lowercase_letter_is_not_an_option(name: str) -> None:
+    # can_infer_option is case-sensitive: "b" alone is no option letter (VLMEvalKit would ask its judge).
+    spec = data.get(name)
+    path = FIXTURES / (name if name == "mmbench" else f"{name}.parquet")
+    sample = next(s for s in data.load(name, path=path) if len(s.options) >= 2)
+    assert not any(option.lower() in "b" for option in sample.options)  # nor a text match
+    assert spec.score(sample, "b") == SampleScore(0.0, False, "")
+    assert spec.score(sample, "B").extracted == "B"
+    assert spec.variant(lenient_letters=True).score(sample, "b").extracted == "B"
+
+
+def test_unknown_scoring_rule_names_the_accepted_ones() -> None:
+    with pytest.raises(ValueError, match=r"pope: unknown scoring rule\(s\) \['lenient'\]; accepted: lenient_yes_no"):
+        data.get("pope").variant(lenient=True)
 
 
 def test_scienceqa_and_seedbench_accuracy() -> None:
@@ -159,4 +212,4 @@ def test_judge_only_rescues_parse_failures_and_is_recorded() -> None:
 def test_parse_failures_are_logged_with_ids(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
         run("pope", ["Yes", "No", "Yes", "No", "Yes", "???"])
-    assert "pope: 1/6 predictions had no readable answer" in caplog.text and "ids 5" in caplog.text
+    assert "pope: 1/6 predictions had no answer the rules could read" in caplog.text and "ids 5" in caplog.text

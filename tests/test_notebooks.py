@@ -27,7 +27,8 @@ import nbformat
 import pandas as pd
 import pytest
 
-from unipb_core import cli, report
+from unipb_core import cli, grid, report
+from unipb_core.analysis.summary import CLAIMS
 from unipb_core.store import ResultStore
 
 FIXTURE = Path(__file__).parent / "fixtures" / "params_tiny.yaml"
@@ -67,15 +68,22 @@ def test_parameters_cell_comes_first_and_documents_every_parameter(name):
 def test_report_renders_findings_figures_and_tables(tiny_report):
     out, store = tiny_report
     html = (out / "analysis.html").read_text(encoding="utf-8")
-    for claim in report.CLAIMS.values():
+    for claim in CLAIMS:
         assert claim in html, f"findings table lacks {claim!r}"
     for name in FIGURES:
         for ext in ("png", "svg"):
             assert (out / "figures" / f"{name}.{ext}").stat().st_size > 0
+    assert "<title>UniPruneBench report: params_tiny.yaml</title>" in html
+    assert "What was run, and how to read it" in html and "1.51 M" in html  # the overview, with the model's size
+    assert "report.save_figure" not in html and "params_file" not in html, "code or parameters shown in the page"
+    assert "<script src=" not in html and "Warning" not in html
     findings = pd.read_csv(out / "tables" / "findings.csv")
-    assert list(findings["function"]) == list(report.CLAIMS)
+    assert list(findings["finding"]) == list(CLAIMS)
+    assert not {"key", "function"} & set(findings.columns)
     cells = pd.read_csv(out / "tables" / "cells.csv")
     assert set(cells["config_hash"]) == set(ResultStore(store).cells()["config_hash"])
+    # evaluate.ipynb ran the params file itself: every cell of its grid, and nothing else, is in the store
+    assert len(cells) == len(grid.expand(report.load_grid(FIXTURE))) == len(ResultStore(store).cells())
     runs = list((out / "runs").glob("evaluate_*.ipynb"))
     assert len(runs) == len(report.plan(report.load_grid(FIXTURE))) == 2  # one per (model x dimension)
 
@@ -88,7 +96,7 @@ def test_notebooks_under_nbval(tiny_report, tmp_path):
     params = report.load_grid(FIXTURE, store)
     model, dimension = report.plan(params)[0]
     parameters = {
-        "evaluate": report.evaluate_parameters(FIXTURE, params, model, dimension),
+        "evaluate": {"params_file": str(FIXTURE), "model": model, "dimension": dimension, "store": str(store)},
         "analysis": {"params_file": str(FIXTURE), "store": str(store), "out_dir": str(tmp_path / "out"), "n_boot": 200},
         "explore": {"model": model, "dimension": dimension, "n_samples": 2},
     }
@@ -143,23 +151,39 @@ def test_plan_has_one_entry_per_model_and_dimension_with_data():
     assert report.plan(real) == [("tiny:llava", "ocr"), ("tiny:llava", "hallucination")]
 
 
-def test_evaluate_parameters_rebuild_the_slice_of_the_grid(tmp_path):
+def test_load_grid_precedence_defaults_then_file_then_notebook_values(tmp_path):
+    """The evaluate notebook's one route: grid defaults < params file < overrides; None keeps the file's."""
     from dataclasses import replace
-
-    from unipb_core import grid
 
     path = tmp_path / "p.yaml"
     path.write_text(FIXTURE.read_text() + "max_new_tokens: 4\nmethod_params: {divprune: {}}\n")
-    params = report.load_grid(path, tmp_path / "s.sqlite")
-    values = report.evaluate_parameters(path, params, params.models[0], "ocr")
-    assert values["options"] == {"split": "test", "max_new_tokens": 4, "method_params": {"divprune": {}}}
-    rebuilt = grid.validate(
-        {**values["options"], "models": [values["model"]], "datasets": values["datasets"],
-         "dimensions": [values["dimension"]], "methods": values["methods"], "ratios": values["ratios"],
-         "seeds": values["seeds"], "limit": values["limit"] or None, "store": values["store"],
-         "executor": values["executor"]}
-    )  # fmt: skip
-    assert grid.expand(rebuilt) == grid.expand(replace(params, dimensions=("ocr",)))
+    params = report.load_grid(path, tmp_path / "s.sqlite", models=["tiny:llava"], dimensions=["ocr"], limit=None)
+    assert params.store == str(tmp_path / "s.sqlite")  # notebook value
+    assert params.limit == 2 and params.max_new_tokens == 4 and params.split == "test"  # the file
+    assert params.positions == grid.Params().positions  # a key the file leaves out: the default
+    whole = report.load_grid(path, tmp_path / "s.sqlite")
+    assert grid.expand(params) == grid.expand(replace(whole, dimensions=("ocr",)))
+    with pytest.raises(grid.ParamsError, match="dimensions"):
+        report.load_grid(path, dimensions=["ocrr"])  # notebook values go through the same validator
+
+
+def test_evaluate_notebook_runs_the_params_file_it_is_given(tmp_path):
+    """``papermill evaluate.ipynb -p params_file X`` runs X's grid, not a built-in default."""
+    import papermill as pm
+
+    path = tmp_path / "p.yaml"
+    store = tmp_path / "s.sqlite"
+    path.write_text(FIXTURE.read_text().replace("methods: [vanilla, divprune]", "methods: [vanilla]")
+                    .replace("limit: 2 ", "limit: 1 ").replace("ratios: [0.889]", "ratios: [0.778]"))  # fmt: skip
+    with report.kernel_env():
+        pm.execute_notebook(report.NOTEBOOKS / "evaluate.ipynb", tmp_path / "run.ipynb",
+                            parameters={"params_file": str(path), "dimension": "math", "store": str(store)},
+                            kernel_name="python3", progress_bar=False, execution_timeout=600)  # fmt: skip
+    expected = grid.expand(report.load_grid(path, store, dimensions=["math"]))
+    stored = ResultStore(store).cells()
+    assert len(stored) == len(expected) == 1 + 2  # vanilla + the two random baselines at the file's one ratio
+    assert set(stored["ratio"].astype(float).round(3)) == {0.0, 0.778}
+    assert set(stored["dataset"]) == {"synthetic/math"} and len(ResultStore(store).frame()) == 3
 
 
 def test_grid_cells_selects_the_grid_and_the_newest_run_of_a_configuration(tmp_path):
@@ -184,20 +208,45 @@ def test_grid_cells_selects_the_grid_and_the_newest_run_of_a_configuration(tmp_p
         report.grid_cells(grid.validate({"models": ["tiny:qwen2_5_vl"], "store": str(store.path)}))
 
 
-def test_findings_summary_states_claim_status_and_numbers():
-    from unipb_core.analysis import Finding
+def test_render_html_hides_code_parameters_and_stderr_and_loads_nothing(tmp_path, capsys):
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-    finding = Finding("ratio_dominance", True, "Ratio explains most.", "eta_sq_ratio", {"eta_sq_ratio": 0.61},
-                      pd.DataFrame())  # fmt: skip
-    row = report.findings_summary([finding]).iloc[0]
-    assert row["finding"] == report.CLAIMS["ratio_dominance"] and row["status"] == "holds"
-    assert row["value"] == 0.61 and row["numbers"] == "eta_sq_ratio=0.61"
+    cells = [
+        new_code_cell('store: str = "secret.sqlite"  # parameters', metadata={"tags": ["parameters"]}),
+        new_code_cell('store = "injected.sqlite"', metadata={"tags": ["injected-parameters"]}),
+        new_markdown_cell("Intro.\n\n# The report"),
+        new_code_cell("print_the_numbers()", outputs=[
+            new_output("stream", name="stdout", text="the numbers 42\n"),
+            new_output("stream", name="stderr", text="UserWarning: constrained_layout not applied\n"),
+        ]),
+    ]  # fmt: skip
+    notebook = tmp_path / "analysis.ipynb"
+    nbformat.write(new_notebook(cells=cells), notebook)
+    html = report.render_html(notebook, tmp_path / "analysis.html", subtitle="smoke.yaml").read_text()
+    assert "<title>The report: smoke.yaml</title>" in html
+    assert "the numbers 42" in html and "The report" in html
+    for hidden in ("secret.sqlite", "injected.sqlite", "print_the_numbers", "constrained_layout"):
+        assert hidden not in html
+    assert "<script src=" not in html and "mathjax" not in html.lower() and "require.js" not in html
+    assert "constrained_layout not applied" in capsys.readouterr().out  # the warning goes to the console
 
 
 def test_plot_kept_tokens_darkens_exactly_the_pruned_patches():
     from PIL import Image
 
-    fig = report.plot_kept_tokens(Image.new("RGB", (60, 40), "white"), [0, 5], (2, 3))
+    from unipb_core.analysis import plot_kept_tokens
+
+    fig = plot_kept_tokens(Image.new("RGB", (60, 40), "white"), [0, 5], (2, 3))
     shade = fig.axes[0].images[1].get_array()
     assert shade.shape == (2, 3, 4)
     assert [i for i, alpha in enumerate(shade[..., 3].ravel()) if alpha == 0] == [0, 5]
+
+
+def test_kept_caption_says_where_the_count_applies():
+    from unipb_core.explore import kept_caption
+
+    intra = {"kept_indices": [], "n_visual": 144, "stages": [{"kind": "intra", "layer": 3, "n_in": 144}]}
+    assert kept_caption(intra) == "0 of 144 visual tokens kept from decoder layer 3 on (layers 0-2: 144)"
+    pre = {"kept_indices": list(range(16)), "n_visual": 144, "stages": [{"kind": "pre", "layer": None, "n_in": 144}]}
+    assert kept_caption(pre) == "16 of 144 visual tokens kept (pruned before the LLM)"
+    assert kept_caption({"kept_indices": list(range(144)), "n_visual": 144, "stages": []}).endswith("(unpruned)")

@@ -231,3 +231,28 @@ def test_the_grid_bar_counts_computed_skipped_failed_and_estimates_from_computed
     final = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
     assert "8/10" in final and "computed=1" in final and "skipped=6" in final and "failed=1" in final
     assert "left=" in final and "busy" not in final
+
+
+def test_unipb_run_prints_one_summary_row_per_cell_with_new_and_skipped(tmp_path, capsys):
+    """The one cell summary (runner.cell_summary) behind `unipb run`: a re-run evaluates nothing new."""
+    from unipb_core import cli
+
+    params = _write_params(tmp_path, dimensions=["ocr"], limit=2)
+    n_cells = len(expand(load_params(params)))
+    assert cli.main(["run", str(params), "--quiet"]) == 0
+    first = capsys.readouterr().out.splitlines()
+    assert cli.main(["run", str(params), "--quiet"]) == 0
+    second = capsys.readouterr().out.splitlines()
+    assert second[0] == f"{n_cells} cells, {n_cells} already complete -> {tmp_path / 'store.sqlite'} (executor: local)"
+    header = first[1].split()
+    assert header[:8] == ["model", "method", "ratio", "seed", "dataset", "samples", "new", "errors"]
+    assert {"accuracy", "parsed", "kept_visual", "prefill_ms"} <= set(header)
+    rows = [line.split() for line in first[2 : 2 + n_cells]]
+    assert len(rows) == n_cells and all(row[5:7] == ["2", "2"] for row in rows)  # every sample new
+    assert all(line.split()[5:7] == ["2", "0"] for line in second[2 : 2 + n_cells])  # all skipped on the re-run
+    assert first[2 + n_cells :] == [
+        f"samples: {2 * n_cells} computed, 0 skipped (already stored), 0 failed; {n_cells} cells"
+    ]
+    assert second[2 + n_cells :] == [
+        f"samples: 0 computed, {2 * n_cells} skipped (already stored), 0 failed; {n_cells} cells"
+    ]

@@ -151,9 +151,10 @@ def test_environment_record_is_json_and_reads_the_model():
     assert env["device"] == "cpu" and env["dtype"] == "bfloat16" and env["cpu_cores"] >= 1
     assert env["attn_implementation"] == "sdpa"
     assert env["attn_implementation_by_config"] == {"text_config": "eager"}
+    assert env["parameters"] == 4 * 4 + 4  # weight and bias
     assert env["torch"] == torch.__version__ and env["python"].count(".") == 2
     assert env["git_commit"] and env["hostname"] and env["device_name"]
-    assert environment_record()["attn_implementation"] == "unknown"
+    assert environment_record()["attn_implementation"] == environment_record()["parameters"] == "unknown"
 
 
 def test_git_state_outside_a_checkout_is_unknown(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from PIL import Image, ImageDraw
 
@@ -36,30 +37,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def summary_table(frame) -> str:
-    """Mean accuracy, kept visual tokens and prefill time per (model, method, ratio), over datasets and seeds."""
+def summary_text(summary) -> str:
+    """``runner.cell_summary`` as plain text for the terminal, with a line counting failed samples."""
     import pandas as pd
 
-    if frame.empty:
-        return "(no records)"
-    ok = frame[frame["error"].isna()]
-    kept = ok["kept"].map(lambda k: (k or {}).get("visual_kept_mean", float("nan")))
-    table = (
-        ok.assign(kept_mean=kept)
-        .groupby(["model", "method", "ratio"], sort=True)
-        .agg(
-            accuracy=("correct", "mean"),
-            parsed=("parsed", "mean"),
-            kept=("kept_mean", "mean"),
-            prefill_ms=("t_prefill", lambda t: 1000 * t.median()),
-            samples=("sample_id", "count"),
-        )  # fmt: skip
-        .reset_index()
-    )
-    errors = int(frame["error"].notna().sum())
-    with pd.option_context("display.max_rows", 500, "display.width", 140, "display.float_format", "{:.3f}".format):
-        text = table.to_string(index=False)
-    return text + (f"\n{errors} sample(s) failed; their errors are in the store." if errors else "")
+    if summary.empty:
+        return "(no cells)"
+    with pd.option_context("display.max_rows", None, "display.width", 160, "display.float_format", "{:.3f}".format):
+        text = summary.drop(columns="config_hash").to_string(index=False)
+    errors = int(summary["errors"].sum())
+    return text + (f"\n{errors} sample(s) failed in this run; their errors are in the store." if errors else "")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -69,6 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     failures are recorded; a rerun retries them), 2 for a user error found before any sample ran.
     """
     from .grid import execute, load_params, prepare, summarize
+    from .runner import cell_summary
     from .store import ResultStore
 
     params = load_params(args.params, executor=args.executor, limit=args.limit, store=args.store)
@@ -76,8 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     done = f", {len(plan.done)} already complete" if plan.done else ""
     print(f"{len(plan.cells)} cells{done} -> {params.store} (executor: {params.executor})", flush=True)
     results = execute(plan, progress=not args.quiet, keep_going=args.keep_going)
-    frame = ResultStore.open(params.store).frame(config_hash=[r.config_hash for r in results])
-    print(summary_table(frame))
+    print(summary_text(cell_summary(results, ResultStore.open(params.store))))
     counts = summarize(results)
     busy = f", {counts['busy']} left to another run on this store" if counts["busy"] else ""
     print(
@@ -94,22 +81,93 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1
 
 
-def cmd_findings(args: argparse.Namespace) -> int:
-    """Print (and optionally save) the study's four findings computed from a store."""
+def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
+    """``["a=b", ...]`` -> ``{"a": "b"}``; a malformed item raises ValueError naming the flag."""
+    out = {}
+    for item in items or []:
+        name, sep, target = item.partition("=")
+        if not sep or not name.strip() or not target.strip():
+            raise ValueError(f"{flag} expects NAME=VALUE, got {item!r}")
+        out[name.strip()] = target.strip()
+    return out
+
+
+def load_findings_input(args: argparse.Namespace) -> tuple[object, str]:
+    """The frame ``unipb findings`` analyses and a line saying where it came from.
+
+    ``--results`` reads an external CSV (and cannot be combined with ``--store`` or ``--params``); ``--params``
+    selects the grid's cells from its store, or from ``--store`` when given (it overrides the params' store, as
+    in ``unipb run``); otherwise the whole ``--store`` (default reports/results.sqlite) is read.
+    """
     from . import analysis
+
+    if args.results:
+        if args.store or args.params:
+            raise ValueError("--results reads an external table; it cannot be combined with --store or --params")
+        columns = _pairs(args.column, "--column")
+        aliases = _pairs(args.alias, "--alias")
+        frame = analysis.read_results(args.results, columns=columns, aliases=aliases, score_scale=args.score_scale)
+        return frame, f"{len(frame)} rows ({analysis.input_level(frame)}) from {args.results}"
+    if args.column or args.alias or args.score_scale != 1.0:
+        raise ValueError("--column, --alias and --score-scale apply to --results only")
     from .store import ResultStore
 
-    store = args.store
     if args.params:
-        from .grid import load_params
+        from . import report
 
-        store = load_params(args.params).store
+        params = report.load_grid(args.params, args.store)
+        cells = report.grid_cells(params)
+        frame = ResultStore(params.store).frame(config_hash=list(cells["config_hash"]))
+        return frame, f"{len(frame)} records in {len(cells)} cells of {args.params} from {params.store}"
+    store = args.store or "reports/results.sqlite"
+    if not Path(store).is_file():
+        raise ValueError(f"no results store at {store}; run a grid first (unipb run / unipb report) or pass --store")
     frame = ResultStore(store).frame()
-    table = analysis.findings_table(frame)
+    if frame.empty:
+        raise ValueError(f"the store {store} holds no records; run a grid first (unipb run / unipb report)")
+    return frame, f"{len(frame)} records from {store}"
+
+
+def cmd_findings(args: argparse.Namespace) -> int:
+    """Print (and optionally save, or render as a report) the study's four findings."""
+    from . import analysis
+
+    def say(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    if args.report and not args.results:
+        print("error: --report renders an external table (--results); for a grid use `unipb report`", file=sys.stderr)
+        return 2
+    try:
+        say("reading results ...")
+        frame, source = load_findings_input(args)
+        say(source)
+        findings = analysis.compute_findings(frame, n_boot=args.n_boot, seed=args.seed, progress=say)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    table = analysis.findings_table(findings)
     if args.csv:
         table.to_csv(args.csv, index=False)
     for row in table.itertuples():
-        print(f"[{'holds' if row.holds else 'does not hold' if row.holds is False else 'undecided'}] {row.verdict}")
+        print(f"[{row.status}] {row.finding}\n    {row.verdict}\n    evidence: {row.evidence}\n    input: {row.input}")
+    if args.report:
+        from papermill import PapermillExecutionError
+
+        from .report import run_results_report
+
+        say(f"rendering the analysis notebook into {args.report}/ ...")
+        try:
+            html = run_results_report(args.results, args.report, n_boot=args.n_boot, seed=args.seed,
+                                         columns=_pairs(args.column, "--column"),
+                                         aliases=_pairs(args.alias, "--alias"), score_scale=args.score_scale,
+                                         progress=not args.quiet)  # fmt: skip
+        except PapermillExecutionError as exc:
+            print(f"error: the analysis notebook failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}; "
+                  f"the partial notebook is {args.report}/analysis.ipynb", file=sys.stderr)  # fmt: skip
+            return 1
+        print(f"report: {html}")
     return 0
 
 
@@ -176,10 +234,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="run every cell even when samples fail (default: stop at the first failed sample); exit 1 either way",
     )
     run.set_defaults(func=cmd_run)
-    findings = sub.add_parser("findings", parents=[debug], help="compute the four findings from a results store")
-    findings.add_argument("--store", default="reports/results.sqlite", help="results store path")
-    findings.add_argument("--params", default=None, help="read the store path from this params YAML instead")
+    findings = sub.add_parser(
+        "findings",
+        parents=[debug],
+        help="compute the four findings from a results store or an external results CSV",
+        description=(
+            "Compute the study's four findings (random baseline, no single winner, task sensitivity, ratio "
+            "dominance) and print one verdict per finding with its evidence and input level. Input: a results "
+            "store (--store), the cells of a params grid (--params, optionally from --store), or an external "
+            "CSV (--results), per-sample or one row per (model, method, ratio, seed, dataset); column and "
+            "method names are mapped by unipb_core.analysis.naming (see docs/analysis.md). Progress goes to stderr."
+        ),
+    )
+    findings.add_argument("--store", default=None, help="results store (default reports/results.sqlite); with "
+                          "--params it replaces the params' store")  # fmt: skip
+    findings.add_argument("--params", default=None, help="analyse this params grid's cells (as the report does)")
+    findings.add_argument("--results", default=None, help="an external results CSV instead of a store")
+    findings.add_argument("--column", action="append", metavar="CSV=COLUMN", help="map a CSV column to an "
+                          "analysis column, e.g. --column 'Top-1=score' (repeatable; --results only)")  # fmt: skip
+    findings.add_argument("--alias", action="append", metavar="NAME=METHOD", help="map a method name to a method "
+                          "key, e.g. --alias 'Rand. ViT=random_pre' (repeatable; --results only)")  # fmt: skip
+    findings.add_argument("--score-scale", type=float, default=1.0, help="a perfect score in the CSV, e.g. 100 for "
+                          "percentages (--results only)")  # fmt: skip
+    findings.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples and sign-flip permutations")
+    findings.add_argument("--seed", type=int, default=0, help="seed of the resampling")
     findings.add_argument("--csv", default=None, help="also write the findings table to this CSV")
+    findings.add_argument("--report", default=None, metavar="DIR", help="also render the analysis report of the "
+                          "--results table into DIR (analysis.html, figures/, tables/)")  # fmt: skip
+    findings.add_argument("--quiet", action="store_true", help="no progress lines")
     findings.set_defaults(func=cmd_findings)
     report = sub.add_parser(
         "report", parents=[debug], help="run a grid through the notebooks and render reports/analysis.html"

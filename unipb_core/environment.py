@@ -99,6 +99,7 @@ def environment_record(model: Any = None, device: Any = None, dtype: Any = None)
     -------
     dict
         ``device``, ``device_name``, ``cpu_name``, ``cpu_cores``, ``dtype``, ``attn_implementation``,
+        ``parameters`` (the model's parameter count, for the report's model table; "unknown" without a model),
         ``peak_memory_source``, ``torch``, ``cuda``, ``transformers``, ``python``, ``platform``,
         ``git_commit``, ``git_dirty``, ``hostname``.
     """
@@ -124,6 +125,7 @@ def environment_record(model: Any = None, device: Any = None, dtype: Any = None)
         "cpu_cores": cpu_cores(),
         "dtype": str(dtype).removeprefix("torch.") if dtype is not None else UNKNOWN,
         **_attn_implementations(model),
+        "parameters": sum(p.numel() for p in model.parameters()) if param is not None else UNKNOWN,
         "peak_memory_source": memory_source(device),
         "torch": torch.__version__,
         "cuda": torch.version.cuda or "none",

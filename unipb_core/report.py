@@ -1,9 +1,10 @@
 """The notebook report: evaluate.ipynb once per (model x dimension), then analysis.ipynb, then HTML.
 
-``run_report`` is what ``unipb report`` and ``make report`` call. The rest are the small helpers the three
-notebooks share, kept here so the notebooks stay thin and the logic is tested once: path resolution, the
-selection of the stored cells a params file covers, the per-cell and findings summaries, figure and table
-saving, and the explorer's live single-sample run and overlay plot.
+``run_report`` is what ``unipb report`` and ``make report`` call. The rest are the small helpers the
+papermill runs share, kept here so the notebooks stay thin and the logic is tested once: path resolution
+(``load_grid``), the (model x dimension) plan, the selection of the stored cells a params file covers, the
+findings summary, figure and table saving. The explorer's live run is ``unipb_core.explore``, its plot
+``analysis.plot_kept_tokens``; the per-cell summary is ``runner.cell_summary``.
 
 Papermill runs every notebook with a ``python3`` kernel of *this* interpreter (see ``kernel_env``), so the
 virtual environment that runs ``unipb report`` is the one that evaluates; nothing is registered globally.
@@ -15,31 +16,19 @@ import contextlib
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import yaml
 from matplotlib.figure import Figure
 
 from . import data, grid
-from .analysis import Finding
-from .runner import VANILLA, CellResult, evaluate_sample
 from .store import ResultStore
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout: notebooks/ and params/ live beside the package
 NOTEBOOKS = ROOT / "notebooks"
-# The evaluate notebook's own parameters; every other key of a params file travels in its ``options``.
-EVALUATE_KEYS = ("models", "datasets", "dimensions", "methods", "ratios", "seeds", "limit", "store", "executor")
-CLAIMS = {
-    "random_baseline_strength": "1. Random pruning is a strong baseline",
-    "no_single_winner": "2. No method wins everywhere",
-    "task_sensitivity": "3. OCR is the most fragile ability",
-    "ratio_dominance": "4. The pruning ratio dominates",
-}
 # Config fields that tell apart the stored cells of one grid key (see ``grid_cells``).
 CELL_KEY = ["model", "method", "ratio", "seed", "dataset", "split", "positions", "attn_implementation"]
 
@@ -50,12 +39,14 @@ def from_root(path: str | os.PathLike) -> Path:
     return path if path.is_absolute() else ROOT / path
 
 
-def load_grid(params_file: str | os.PathLike, store: str | os.PathLike | None = None) -> grid.Params:
+def load_grid(params_file: str | os.PathLike, store: str | os.PathLike | None = None, **overrides: Any) -> grid.Params:
     """Validated params of ``params_file`` (from the checkout root) with an absolute store path.
 
-    ``store`` overrides the params' store; empty or None keeps it.
+    The one route from a params file to a grid for the notebooks: ``grid.load_params`` reads, overrides and
+    validates (precedence: ``grid.Params`` defaults < the file < ``overrides``, a None override keeps the
+    file's value). ``store`` overrides the params' store; empty or None keeps it.
     """
-    params = grid.load_params(from_root(params_file))
+    params = grid.load_params(from_root(params_file), **overrides)
     return replace(params, store=str(from_root(store or params.store)))
 
 
@@ -67,25 +58,6 @@ def plan(params: grid.Params) -> list[tuple[str, str]]:
             if grid.expand(replace(params, models=(model,), dimensions=(dimension,))):
                 pairs.append((model, dimension))
     return pairs
-
-
-def evaluate_parameters(params_file: Path, params: grid.Params, model: str, dimension: str) -> dict[str, Any]:
-    """Papermill parameters that make evaluate.ipynb run one (model, dimension) slice of ``params``."""
-    raw = yaml.safe_load(params_file.read_text()) or {}
-    return {
-        "params_file": str(params_file),
-        "model": model,
-        "dimension": dimension,
-        "datasets": list(params.datasets),
-        "methods": list(params.methods),
-        "ratios": [float(r) for r in params.ratios],
-        "seeds": list(params.seeds),
-        "limit": params.limit or 0,
-        "store": params.store,
-        "executor": params.executor,
-        "options": {k: v for k, v in raw.items() if k not in EVALUATE_KEYS},
-        "progress": False,  # per-cell bars would be widgets inside the executed notebook; papermill shows its own
-    }
 
 
 @contextlib.contextmanager
@@ -130,7 +102,6 @@ def run_report(
     A failing notebook raises ``papermill.PapermillExecutionError``; its partial output is kept.
     """
     import papermill as pm
-    from nbconvert import HTMLExporter
 
     params_path = Path(params_file).resolve()
     params = grid.load_params(params_path, store=str(Path(store).resolve()) if store else None)
@@ -141,25 +112,104 @@ def run_report(
         for model, dimension in plan(params):
             target = out / "runs" / f"evaluate_{_slug(model)}_{dimension}.ipynb"
             print(f"evaluate {model} x {dimension} -> {target}", flush=True)
+            # The notebook loads the params file itself; these values narrow it to one slice. No per-cell bars:
+            # they would be widgets inside the executed notebook, and papermill shows its own.
+            overrides = {"model": model, "dimension": dimension, "store": params.store, "progress": False}
             pm.execute_notebook(
                 NOTEBOOKS / "evaluate.ipynb",
                 target,
-                parameters=evaluate_parameters(params_path, params, model, dimension),
+                parameters={"params_file": str(params_path), **overrides},
                 kernel_name="python3",
                 progress_bar=progress,
                 cwd=str(ROOT),
             )
-        print(f"analysis -> {out / 'analysis.ipynb'}", flush=True)
+    analysis = {"params_file": str(params_path), "store": params.store}
+    return analyse(out, analysis, subtitle=params_path.name, progress=progress)
+
+
+def run_results_report(results: str | Path, out_dir: str | Path, progress: bool = True, **parameters: Any) -> Path:
+    """Analyse an external results CSV (``analysis.read_results``) and render ``<out_dir>/analysis.html``.
+
+    ``columns``, ``aliases`` and ``score_scale`` map the table onto the record schema; other keyword
+    arguments are analysis-notebook parameters (``n_boot``, ``seed``).
+    """
+    results = Path(results).resolve()
+    values = {
+        "results_csv": str(results),
+        "results_columns": parameters.pop("columns", None) or {},
+        "results_aliases": parameters.pop("aliases", None) or {},
+        "results_score_scale": float(parameters.pop("score_scale", 1.0)),
+    }
+    return analyse(Path(out_dir).resolve(), {**values, **parameters}, subtitle=results.name, progress=progress)
+
+
+def analyse(out: Path, parameters: dict[str, Any], subtitle: str, progress: bool = True) -> Path:
+    """Execute notebooks/analysis.ipynb into ``out`` with ``parameters`` and render the offline HTML page."""
+    import papermill as pm
+
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"analysis -> {out / 'analysis.ipynb'}", flush=True)
+    with kernel_env():
         pm.execute_notebook(
             NOTEBOOKS / "analysis.ipynb",
             out / "analysis.ipynb",
-            parameters={"params_file": str(params_path), "store": params.store, "out_dir": str(out)},
+            parameters={**parameters, "out_dir": str(out)},
             kernel_name="python3",
             progress_bar=progress,
             cwd=str(ROOT),
         )
-    html, _ = HTMLExporter().from_filename(str(out / "analysis.ipynb"))
-    target = out / "analysis.html"
+    return render_html(out / "analysis.ipynb", out / "analysis.html", subtitle=subtitle)
+
+
+# The page template: JupyterLab's, minus every script it would fetch from a CDN (require.js, MathJax, Mermaid,
+# the widget manager), so the report opens offline without console errors. The report needs none of them: its
+# outputs are Markdown, HTML tables and PNG figures. A figure wider than the page is scaled to fit, not cut.
+_OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
+{% block html_head_js %}{% endblock html_head_js %}
+{% block jupyter_widgets %}{% endblock jupyter_widgets %}
+{% block html_head_js_mathjax %}{% endblock html_head_js_mathjax %}
+{% block html_head_js_mermaidjs %}{% endblock html_head_js_mermaidjs %}
+{% block extra_css %}<style type="text/css">.jp-RenderedImage img { max-width: 100%; height: auto; }</style>
+{% endblock extra_css %}
+"""
+# Cells papermill needs but a reader does not: the defaults and the values it injected.
+HIDDEN_CELL_TAGS = ("parameters", "injected-parameters")
+
+
+def render_html(notebook: str | os.PathLike, target: str | os.PathLike, subtitle: str = "") -> Path:
+    """Render an executed notebook as the page a researcher reads: outputs and text only, self-contained.
+
+    Code is hidden (the ``.ipynb`` keeps it), as are the parameters cells (``HIDDEN_CELL_TAGS``) and anything a
+    cell wrote to stderr (warnings): those are printed here instead and stay in the ``.ipynb``. No script is
+    loaded from the network. The page title is the notebook's first ``#`` heading, then ``subtitle``.
+    """
+    import jinja2
+    import nbformat
+    from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import TagRemovePreprocessor
+
+    nb = nbformat.read(notebook, as_version=4)
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or set(cell.metadata.get("tags", [])) & set(HIDDEN_CELL_TAGS):
+            continue
+        for output in cell.outputs:
+            if output.output_type == "stream" and output.name == "stderr":
+                print(f"{Path(notebook).name}, cell {index} wrote to stderr (left out of the HTML):\n{output.text}")
+        cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
+    headings = [m.group(1) for c in nb.cells if c.cell_type == "markdown"
+                for m in [re.search(r"^# +(.+?)\s*$", c.source, re.MULTILINE)] if m]  # fmt: skip
+    title = headings[0] if headings else Path(notebook).stem
+    nb.metadata["title"] = f"{title}: {subtitle}" if subtitle else title
+    exporter = HTMLExporter(
+        extra_loaders=[jinja2.DictLoader({"unipb_offline.html.j2": _OFFLINE_TEMPLATE})],
+        template_file="unipb_offline.html.j2",
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+    )
+    exporter.register_preprocessor(TagRemovePreprocessor(remove_cell_tags=set(HIDDEN_CELL_TAGS)), enabled=True)
+    html, _ = exporter.from_notebook_node(nb)
+    target = Path(target)
     target.write_text(html, encoding="utf-8")
     return target
 
@@ -199,49 +249,6 @@ def grid_cells(params: grid.Params) -> pd.DataFrame:
     return found[columns].sort_values(["model", "dataset", "method", "ratio", "seed"]).reset_index(drop=True)
 
 
-def cell_summary(results: Sequence[CellResult], store: ResultStore) -> pd.DataFrame:
-    """One row per evaluated cell: what the run did (new / skipped samples) and the cell's numbers so far."""
-    rows = pd.DataFrame(
-        [
-            {
-                "model": r.cell.model,
-                "method": r.cell.method,
-                "ratio": r.cell.ratio,
-                "seed": r.cell.seed,
-                "dataset": r.cell.dataset_label,
-                "config_hash": r.config_hash,
-                "samples": r.n_samples,
-                "new": r.n_new,
-                "errors": r.n_errors,
-            }
-            for r in results
-        ]
-    )
-    if rows.empty:
-        return rows
-    frame = store.frame(config_hash=list(rows["config_hash"]))
-    ok = frame[frame["error"].isna()]
-    kept = ok["kept"].map(lambda k: (k or {}).get("visual_kept_mean", np.nan))
-    numbers = (
-        ok.assign(kept_mean=kept)
-        .groupby("config_hash")
-        .agg(accuracy=("correct", "mean"), kept_visual=("kept_mean", "mean"), prefill_ms=("t_prefill", "median"))
-    )
-    numbers["prefill_ms"] *= 1000
-    return rows.merge(numbers, left_on="config_hash", right_index=True, how="left")
-
-
-def findings_summary(findings: Iterable[Finding]) -> pd.DataFrame:
-    """The report's first table: each finding's claim, whether it holds, its verdict and all its numbers."""
-    status = {True: "holds", False: "does not hold", None: "undecided"}
-    rows = [
-        {"finding": CLAIMS.get(f.name, f.name), "status": status[f.holds], "verdict": f.verdict, "key": f.key,
-         "value": f.value, "numbers": "; ".join(f"{k}={v:.4g}" for k, v in f.numbers.items()), "function": f.name}
-        for f in findings
-    ]  # fmt: skip
-    return pd.DataFrame(rows)
-
-
 def save_figure(fig: Figure, name: str, out_dir: str | os.PathLike) -> list[Path]:
     """Write ``fig`` as ``<out_dir>/figures/<name>.png`` and ``.svg``; returns the paths."""
     folder = Path(out_dir) / "figures"
@@ -261,49 +268,3 @@ def save_tables(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike) -> 
         paths.append(folder / f"{name}.csv")
         table.to_csv(paths[-1], index=False)
     return paths
-
-
-# ---------------------------------------------------------------- the explorer
-def explore_sample(
-    model: Any, sample: data.Sample, method: str, ratio: float, seed: int = 0, positions: str = "original"
-) -> dict[str, Any]:
-    """Run one sample live with ``method`` at ``ratio`` and return its record plus the explorer's extras.
-
-    The record is exactly what the runner stores (``evaluate_sample``); ``kept_indices`` are the visual tokens
-    reaching the last stage (indices into the original visual tokens, raster order of ``grids``); ``stages``
-    is the per-stage accounting of ``engine.summary()``.
-    """
-    from .pruning import PruningEngine, get
-
-    spec = data.get(sample.dataset)
-    grids = model.visual_grids(model.build_inputs(sample.images, spec.to_prompt(sample)))
-    max_new = int(spec.max_new_tokens)
-    if method == VANILLA:
-        record = evaluate_sample(model, spec, sample, None, max_new)
-        return {**record, "grids": grids, "stages": [], "kept_indices": list(range(record["n_visual"]))}
-    with PruningEngine(model, get(method), ratio, seed, positions) as engine:
-        record = evaluate_sample(model, spec, sample, engine, max_new)
-        summary = engine.summary()
-    stages = summary["stages"]
-    kept = stages[-1]["kept"] if stages else list(range(summary["n_visual"]))
-    return {**record, "grids": grids, "stages": stages, "kept_indices": kept}
-
-
-def plot_kept_tokens(image: Any, kept: Sequence[int], grid_shape: tuple[int, int], title: str = "") -> Figure:
-    """The image with pruned visual tokens darkened on its patch grid (``kept`` in raster order)."""
-    rows, cols = grid_shape
-    mask = np.zeros(rows * cols, dtype=bool)
-    mask[[k for k in kept if k < rows * cols]] = True
-    shade = np.zeros((rows, cols, 4))
-    shade[..., 3] = np.where(mask.reshape(rows, cols), 0.0, 0.65)  # pruned patches: 65 % black
-    width, height = image.size
-    fig = Figure(figsize=(5, 5 * height / width), layout="constrained")
-    ax = fig.subplots()
-    ax.imshow(image)
-    ax.imshow(shade, extent=(0, width, height, 0), interpolation="nearest")
-    ax.set_xticks(np.linspace(0, width, cols + 1), labels=[])
-    ax.set_yticks(np.linspace(0, height, rows + 1), labels=[])
-    ax.grid(color="white", linewidth=0.3, alpha=0.5)
-    ax.tick_params(length=0)
-    ax.set_title(title or f"{int(mask.sum())} of {rows * cols} visual tokens kept", fontsize="small")
-    return fig

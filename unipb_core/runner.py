@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
@@ -34,8 +34,10 @@ from .models.loading import TINY_RANDOM_SPECS, TINY_SPECS, ensure_tiny, trained_
 from .pruning import PruningEngine, get, method_class
 from .store import ResultStore
 from .timing import SampleTimer
+from .vocabulary import BASELINE_CATEGORY, RANDOM_CATEGORY, VANILLA
 
-VANILLA = "vanilla"  # the unpruned baseline: no engine, ratio 0
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -67,9 +69,9 @@ class Cell:
     @property
     def category(self) -> str:
         if self.method == VANILLA:
-            return "baseline"
+            return BASELINE_CATEGORY
         cls = method_class(self.method)
-        return "random" if self.method.startswith("random_") else cls.category
+        return RANDOM_CATEGORY if self.method.startswith("random_") else cls.category
 
     @property
     def label(self) -> str:
@@ -147,7 +149,7 @@ def evaluate_sample(
         "correct": float(score.correct),
         "parsed": bool(score.parsed),
         "extracted": score.extracted,
-        "score": {"category": sample.category},
+        "score": sample.record_fields(),
         "kept": kept,
         "tokens_generated": out.n_generated,
         "n_visual": out.n_visual,
@@ -358,3 +360,43 @@ def _evaluate_into(
         return True
     store.write(key, record)
     return False
+
+
+def cell_summary(results: list[CellResult], store: ResultStore) -> pd.DataFrame:
+    """One row per evaluated cell: what the run did (new / skipped samples) and the cell's numbers so far.
+
+    Accuracy, parsed share, mean kept visual tokens and median prefill time (ms) are over all of the cell's
+    stored samples that ran without error. ``unipb run`` prints it; ``evaluate.ipynb`` shows it.
+    """
+    import numpy as np
+    import pandas as pd
+
+    rows = pd.DataFrame(
+        [
+            {
+                "model": r.cell.model,
+                "method": r.cell.method,
+                "ratio": r.cell.ratio,
+                "seed": r.cell.seed,
+                "dataset": r.cell.dataset_label,
+                "config_hash": r.config_hash,
+                "samples": r.n_samples,
+                "new": r.n_new,
+                "errors": r.n_errors,
+            }
+            for r in results
+        ]
+    )
+    if rows.empty:
+        return rows
+    frame = store.frame(config_hash=list(rows["config_hash"]))
+    ok = frame[frame["error"].isna()]
+    kept = ok["kept"].map(lambda k: (k or {}).get("visual_kept_mean", np.nan))
+    numbers = (
+        ok.assign(kept_mean=kept)
+        .groupby("config_hash")
+        .agg(accuracy=("correct", "mean"), parsed=("parsed", "mean"), kept_visual=("kept_mean", "mean"),
+             prefill_ms=("t_prefill", "median"))
+    )  # fmt: skip
+    numbers["prefill_ms"] *= 1000
+    return rows.merge(numbers, left_on="config_hash", right_index=True, how="left")

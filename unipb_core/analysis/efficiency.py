@@ -34,6 +34,10 @@ def pareto_front(df: pd.DataFrame, latency: str = "t_prefill") -> Finding:
     latency : str
         Timing column to minimise (``t_prefill``, ``t_llm_prefill``, ``t_total``, ...).
     """
+    if isinstance(df, pd.DataFrame) and latency not in df.columns:
+        table = pd.DataFrame(columns=[*_CONFIG, "accuracy", "n_datasets", "latency", "speedup", "on_front"])
+        verdict = f"Cannot say: the results have no {latency!r} column (cell-level tables usually carry no timings)."
+        return Finding("pareto_front", None, verdict, "n_on_front", {"n_on_front": float("nan")}, table)
     recs, n_excluded = usable_records(df, [*ACCURACY_COLUMNS, latency])
     acc = seed_mean_accuracy(cell_accuracy(recs))
     points = acc.groupby(_CONFIG).agg(accuracy=("accuracy", "mean"), n_datasets=("dataset", "nunique"))
@@ -86,6 +90,12 @@ def agreement_with_unpruned(df: pd.DataFrame) -> Finding:
     Samples without a vanilla answer are left out and counted. ``holds`` is None (descriptive).
     """
     columns = ["model", "method", "category", "ratio", "seed", "dataset", "sample_id", "prediction"]
+    if isinstance(df, pd.DataFrame) and not {"sample_id", "prediction"} <= set(df.columns):
+        table = pd.DataFrame(columns=[*_CONFIG, "agreement", "n_seeds", "n_samples"])
+        verdict = "Cannot say: agreement needs per-sample predictions (sample_id and prediction columns)."
+        return Finding(
+            "agreement_with_unpruned", None, verdict, "mean_agreement", {"mean_agreement": float("nan")}, table
+        )
     recs, n_excluded = usable_records(df, columns, scored=False)
     recs["answer"] = normalise_prediction(recs["prediction"])
     sample = ["model", "dataset", "sample_id"]

@@ -1,22 +1,27 @@
-"""Schema check and the shared aggregates every finding starts from: usable rows, cell and relative accuracy."""
+"""Schema checks, the two input levels, and the shared aggregates every finding starts from.
+
+A finding accepts either per-sample records (the store's rows, ``SCHEMA``) or cell-level results (one row per
+model, method, ratio, seed, dataset with a score, ``CELL_SCHEMA``). ``prepare`` turns both into the same cell
+table; per-sample records also keep their rows for the statistics that need samples (paired tests, CIs).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-VANILLA = "vanilla"  # method key of the unpruned baseline (ratio 0)
-BASELINE_CATEGORY = "baseline"
-RANDOM_CATEGORY = "random"
+from . import naming
+from .naming import VANILLA
+
 VANILLA_EPS = 1e-9  # a vanilla accuracy at or below this makes relative accuracy undefined (NaN)
 
 SCHEMA: dict[str, str] = {
     "model": "str, model spec such as 'tiny:llava'",
     "method": "str, pruning method key; 'vanilla' is the unpruned baseline",
-    "category": "str, 'baseline' | 'random' | 'vit' | 'llm' | 'hybrid'",
+    "category": "str, optional: 'baseline' | 'random' | 'vit' | 'llm' | 'hybrid' (default from the method name)",
     "ratio": "float, share of visual tokens removed (0.0 for vanilla)",
     "seed": "int, selection seed",
     "dataset": "str, dataset key",
@@ -30,8 +35,25 @@ SCHEMA: dict[str, str] = {
     "t_total": "float seconds, whole sample",
     "t_method": "float seconds, the pruning routine",
     "flops": "float, analytic FLOPs",
-    "error": "None when the sample ran; otherwise the error text (such rows are excluded and counted)",
+    "error": "optional; None when the sample ran, else the error text (such rows are excluded and counted)",
 }
+
+CELL_SCHEMA: dict[str, str] = {
+    "model": "str, model name",
+    "method": "str, method name; aliases such as 'Random (ViT)' or 'random-pre' are mapped (analysis.naming)",
+    "ratio": "float, share of visual tokens removed (0 or empty for the unpruned baseline)",
+    "seed": "int, optional (default 0)",
+    "dataset": "str, dataset key",
+    "dimension": "str, optional; default from the dataset key (data.DATASET_DIMENSION)",
+    "score": "float in [0, 1], the cell's score",
+    "n": "int, optional, samples behind the score (enables unpaired per-cell tests)",
+    "category": "str, optional: baseline | random | vit | llm | hybrid; default from the method registry",
+    "chance": "float in [0, 1], optional, the score of guessing (default analysis.naming.CHANCE)",
+}
+SAMPLES = "per-sample records"
+CELLS = "cell-level results"
+# How a cell's score is made from its per-sample rows (see ``cell_scores``); verdicts quote it.
+CELL_SCORE = "mean per-sample score"
 
 CELL_KEYS = ["model", "method", "category", "ratio", "seed", "dataset"]
 ACCURACY_COLUMNS = [*CELL_KEYS, "sample_id", "correct", "error"]
@@ -63,6 +85,8 @@ def usable_records(df: pd.DataFrame, columns: Iterable[str], *, scored: bool = T
 
     Ratios are rounded to 4 decimals so that float noise (0.6667 vs 0.66670001) does not split a cell.
     """
+    if "sample_id" not in df.columns and "score" in df.columns:
+        df = as_sample_rows(df)  # cell-level results: one pseudo-sample per cell, so the figures can draw them
     columns = list(dict.fromkeys([*columns, "error"]))
     require_columns(df, columns)
     error = df["error"]
@@ -101,45 +125,26 @@ def seed_mean_accuracy(cells: pd.DataFrame, extra: Iterable[str] = ()) -> pd.Dat
     return out.reset_index()
 
 
-class RelativeAccuracy(NamedTuple):
-    """Pruned cells with their vanilla reference, and the (model, dataset) pairs where it is missing or ~0."""
+def as_sample_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Cell-level results as per-sample-shaped rows, one per cell (``sample_id`` "cell", ``correct`` = score).
 
-    table: pd.DataFrame
-    missing_vanilla: pd.DataFrame
-    zero_vanilla: pd.DataFrame
-
-
-def relative_accuracy(recs: pd.DataFrame, extra: Iterable[str] = ()) -> RelativeAccuracy:
-    """Pruned cell accuracy divided by the unpruned accuracy of the same (model, dataset).
-
-    Vanilla seeds are averaged. Where vanilla is absent or its accuracy is at most ``VANILLA_EPS`` the ratio is
-    undefined: ``relative_accuracy`` is NaN and the pair is listed, so callers report rather than crash.
+    Only for the figures, which draw means: the findings never treat these rows as samples (``prepare`` keeps
+    the level), so no per-sample statistic is computed from them.
     """
-    cells = cell_accuracy(recs, extra)
-    is_vanilla = cells["method"] == VANILLA
-    vanilla = cells[is_vanilla].groupby(["model", "dataset"]).agg(vanilla_accuracy=("accuracy", "mean")).reset_index()
-    pruned = cells[~is_vanilla].merge(vanilla, on=["model", "dataset"], how="left")
-    defined = pruned["vanilla_accuracy"] > VANILLA_EPS
-    pruned["relative_accuracy"] = np.where(defined, pruned["accuracy"] / pruned["vanilla_accuracy"], np.nan)
-    pairs = pruned[["model", "dataset"]].drop_duplicates()
-    missing = pairs.merge(vanilla, on=["model", "dataset"], how="left")
-    missing_vanilla = missing[missing["vanilla_accuracy"].isna()][["model", "dataset"]].reset_index(drop=True)
-    zero_vanilla = vanilla[vanilla["vanilla_accuracy"] <= VANILLA_EPS][["model", "dataset"]].reset_index(drop=True)
-    return RelativeAccuracy(pruned, missing_vanilla, zero_vanilla)
+    cells = prepare(df).cells
+    return cells.rename(columns={"score": "correct"}).assign(sample_id="cell", error=None)
 
 
-def vanilla_note(rel: RelativeAccuracy) -> str:
-    """A short note on (model, dataset) pairs without a usable vanilla reference, or an empty string."""
-    parts = []
-    if len(rel.missing_vanilla):
-        parts.append(f"vanilla missing for {_pairs(rel.missing_vanilla)}, excluded")
-    if len(rel.zero_vanilla):
-        parts.append(f"vanilla accuracy 0 for {_pairs(rel.zero_vanilla)}, relative accuracy undefined")
-    return "; ".join(parts)
+def relative_accuracy(recs: pd.DataFrame) -> RelativeScores:
+    """``relative_scores`` of per-sample records (or cell-level results), with the figures' column names:
+    ``accuracy`` (cell score), ``vanilla_accuracy`` and ``relative_accuracy``."""
+    rel = relative_scores(prepare(recs).cells)
+    names = {"score": "accuracy", "vanilla_score": "vanilla_accuracy", "relative_score": "relative_accuracy"}
+    return rel._replace(table=rel.table.rename(columns=names))
 
 
 def _pairs(pairs: pd.DataFrame) -> str:
-    names = ", ".join(f"{m}/{d}" for m, d in pairs.itertuples(index=False))
+    names = ", ".join(f"{m}/{d}" for m, d in pairs[["model", "dataset"]].itertuples(index=False))
     return f"{len(pairs)} (model, dataset) pair(s) ({names})"
 
 
@@ -152,3 +157,217 @@ def with_note(sentence: str, *notes: str) -> str:
     """Append non-empty notes to a verdict sentence in parentheses."""
     kept = [n for n in notes if n]
     return f"{sentence} ({'; '.join(kept)})." if kept else f"{sentence}."
+
+
+# ---------------------------------------------------------------- two input levels
+
+
+def input_level(df: pd.DataFrame) -> str:
+    """``SAMPLES`` when ``df`` has per-sample rows (``sample_id`` and ``correct``), ``CELLS`` when it has a
+    ``score`` per cell; otherwise a ValueError naming both accepted schemas."""
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"records must be a pandas DataFrame, got {type(df).__name__}")
+    if {"sample_id", "correct"} <= set(df.columns):
+        return SAMPLES
+    if "score" in df.columns:
+        return CELLS
+    samples = ", ".join(SCHEMA)
+    cells = ", ".join(CELL_SCHEMA)
+    raise ValueError(
+        f"cannot tell the input level: columns {sorted(map(str, df.columns))}. Accepted: per-sample records "
+        f"(sample_id and correct; schema {samples}) or cell-level results (score; schema {cells})"
+    )
+
+
+def cell_scores(records: pd.DataFrame) -> pd.DataFrame:
+    """Per-sample records -> one score per (model, method, ratio, seed, dataset) cell.
+
+    The one place where per-sample rows become cell scores: today the mean of ``correct`` (``CELL_SCORE``).
+    Columns ``model, method, ratio, seed, dataset, dimension, score, n`` (``n`` = scored samples).
+    """
+    recs = records.assign(dimension=_dimensions(records))
+    keys = ["model", "method", "ratio", "seed", "dataset", "dimension"]
+    out = recs.groupby(keys, sort=True, dropna=False).agg(score=("correct", "mean"), n=("correct", "size"))
+    return out.reset_index()
+
+
+class Inputs(NamedTuple):
+    """Records brought to one shape: the level, the cell table, the usable per-sample rows (None for cells).
+
+    ``cells`` has ``model, method, category, ratio, seed, dataset, dimension, score, n, chance`` with canonical
+    method keys and ``category == "random"`` for every random baseline, at either level.
+    """
+
+    level: str
+    cells: pd.DataFrame
+    samples: pd.DataFrame | None
+    n_excluded: int
+
+    @property
+    def described(self) -> str:
+        """The input level and cell score, e.g. "per-sample records; cell score: mean per-sample score"."""
+        score = CELL_SCORE if self.level == SAMPLES else "the table's score"
+        return f"{self.level}; cell score: {score}"
+
+
+def prepare(df: pd.DataFrame, aliases: Mapping[str, str] | None = None) -> Inputs:
+    """Validate ``df`` at either level and return its ``Inputs`` (errors and unscored rows excluded and counted).
+
+    Method names are mapped through ``naming.METHOD_ALIASES`` (plus ``aliases``); a missing ``category`` comes
+    from the method registry and random baselines are recognised by name, whatever their stated category.
+    """
+    level = input_level(df)
+    if level == SAMPLES:
+        require_columns(df, [c for c in ACCURACY_COLUMNS if c not in ("category", "error")])
+        frame = df.copy()
+        score_col = "correct"
+    else:
+        _require_cell_columns(df)
+        frame = df.copy()
+        score_col = "score"
+    if "error" in frame:
+        error = frame["error"]
+        failed = error.notna() & (error.astype(str).str.strip() != "")
+    else:
+        failed = pd.Series(False, index=frame.index)
+    keep = ~failed & pd.to_numeric(frame[score_col], errors="coerce").notna()
+    frame = frame.loc[keep].copy()
+    n_excluded = int((~keep).sum())
+    names = {m: naming.canonical_method(m, aliases) for m in frame["method"].unique()}
+    frame["method"] = frame["method"].map(names)
+    frame["category"] = _categories(frame)
+    frame["ratio"] = pd.to_numeric(frame["ratio"], errors="coerce")
+    frame.loc[frame["method"] == VANILLA, "ratio"] = frame.loc[frame["method"] == VANILLA, "ratio"].fillna(0.0)
+    if frame["ratio"].isna().any():
+        bad = sorted(frame.loc[frame["ratio"].isna(), "method"].unique())
+        raise ValueError(f"ratio is missing or not a number for method(s) {bad}; a pruned cell needs its ratio")
+    frame["ratio"] = frame["ratio"].astype(float).round(4)
+    frame["seed"] = pd.to_numeric(frame["seed"], errors="coerce").fillna(0).astype(int) if "seed" in frame else 0
+    frame[score_col] = frame[score_col].astype(float)
+    scores = frame[score_col]
+    if len(scores) and (scores.min() < 0 or scores.max() > 1):
+        raise ValueError(
+            f"{score_col} must lie in [0, 1]; found {scores.min():g} .. {scores.max():g} "
+            "(percentages: divide by 100, e.g. read_results(..., score_scale=100))"
+        )
+    categories = frame.groupby("method")["category"].first()
+    if level == SAMPLES:
+        cells = cell_scores(frame)
+        samples = frame
+    else:
+        frame["dimension"] = _dimensions(frame)
+        frame["n"] = pd.to_numeric(frame["n"], errors="coerce") if "n" in frame else np.nan
+        keys = ["model", "method", "ratio", "seed", "dataset", "dimension"]
+        duplicated = frame.duplicated(keys, keep=False)
+        if duplicated.any():
+            example = frame.loc[duplicated, keys].head(3).to_dict("records")
+            raise ValueError(
+                f"{int(duplicated.sum())} cell-level rows share (model, method, ratio, seed, dataset, dimension), "
+                f"e.g. {example}; give each cell one row (a 'seed' column tells repeated runs apart)"
+            )
+        cells = frame[[*keys, "score", "n"]].sort_values(keys)
+        samples = None
+    cells["category"] = cells["method"].map(categories)
+    chance = frame.groupby("dataset")["chance"].first() if "chance" in frame else pd.Series(dtype=float)
+    cells["chance"] = [float(chance.get(d, naming.chance_level(d))) for d in cells["dataset"]]
+    columns = ["model", "method", "category", "ratio", "seed", "dataset", "dimension", "score", "n", "chance"]
+    return Inputs(level, cells[columns].reset_index(drop=True), samples, n_excluded)
+
+
+def _require_cell_columns(df: pd.DataFrame) -> None:
+    missing = [c for c in ("model", "method", "ratio", "dataset", "score") if c not in df.columns]
+    if missing:
+        schema = "; ".join(f"{name}: {desc}" for name, desc in CELL_SCHEMA.items())
+        raise ValueError(f"cell-level results are missing column(s) {missing}. Accepted schema, one row per "
+                         f"(model, method, ratio, seed, dataset): {schema}")  # fmt: skip
+
+
+def _dimensions(frame: pd.DataFrame) -> pd.Series:
+    """The dimension column, lower-cased; where absent or empty, the dataset's dimension (or "")."""
+    from unipb_core.data.dimensions import DATASET_DIMENSION
+
+    keys = frame["dataset"].map(naming.dataset_key)
+    default = keys.map(lambda d: DATASET_DIMENSION.get(d, d.partition("/")[2]))
+    if "dimension" not in frame:
+        return default.astype(str)
+    given = frame["dimension"].where(frame["dimension"].notna(), "").astype(str).str.strip().str.lower()
+    return given.where(given != "", default).astype(str)
+
+
+def _categories(frame: pd.DataFrame) -> pd.Series:
+    """Category per row: random baselines and vanilla by name; else the given category; else the registry's."""
+    given = frame["category"] if "category" in frame else pd.Series(None, index=frame.index, dtype=object)
+    stated = given.where(given.notna(), "").astype(str).str.strip().str.lower()
+    pairs = pd.DataFrame({"method": frame["method"], "stated": stated})
+    known: dict[tuple[str, str], str | None] = {}
+    for method, text in pairs.drop_duplicates().itertuples(index=False):
+        by_name = naming.method_category(method) if naming.is_random(method) or method == VANILLA else None
+        known[(method, text)] = by_name or text or naming.method_category(method)
+    invalid = sorted({t for t in pairs["stated"].unique() if t and t not in naming.CATEGORIES})
+    if invalid:
+        raise ValueError(f"unknown category value(s) {invalid}; accepted: {' | '.join(naming.CATEGORIES)}")
+    unknown = sorted({m for (m, _), c in known.items() if c is None})
+    if unknown:
+        raise ValueError(
+            f"unknown method(s) {unknown} and no category for them: add a 'category' column "
+            f"({' | '.join(naming.CATEGORIES)}) or map the names in analysis.naming.METHOD_ALIASES"
+        )
+    return pd.Series([known[p] for p in zip(pairs["method"], pairs["stated"], strict=True)], index=frame.index)
+
+
+class RelativeScores(NamedTuple):
+    """Pruned cells with their vanilla reference; pairs without a usable vanilla; pairs at or below chance."""
+
+    table: pd.DataFrame
+    missing_vanilla: pd.DataFrame
+    zero_vanilla: pd.DataFrame
+    at_chance: pd.DataFrame
+
+
+def relative_scores(cells: pd.DataFrame) -> RelativeScores:
+    """Pruned cell score / vanilla score of the same (model, dataset), from a ``prepare``d cell table.
+
+    Vanilla seeds are averaged. NaN where vanilla is missing or at most ``VANILLA_EPS``. ``at_chance`` lists the
+    (model, dataset) pairs whose unpruned score is at or below the chance level: a relative score there measures
+    noise, and verdicts resting on them say so.
+    """
+    is_vanilla = cells["method"] == VANILLA
+    vanilla = (
+        cells[is_vanilla]
+        .groupby(["model", "dataset"])
+        .agg(vanilla_score=("score", "mean"), chance=("chance", "first"))
+        .reset_index()
+    )
+    pruned = cells[~is_vanilla].merge(vanilla.drop(columns="chance"), on=["model", "dataset"], how="left")
+    defined = pruned["vanilla_score"] > VANILLA_EPS
+    pruned["relative_score"] = np.where(defined, pruned["score"] / pruned["vanilla_score"], np.nan)
+    pairs = pruned[["model", "dataset"]].drop_duplicates()
+    missing = pairs.merge(vanilla, on=["model", "dataset"], how="left")
+    missing_vanilla = missing[missing["vanilla_score"].isna()][["model", "dataset"]].reset_index(drop=True)
+    zero_vanilla = vanilla[vanilla["vanilla_score"] <= VANILLA_EPS][["model", "dataset"]].reset_index(drop=True)
+    at_chance = vanilla[vanilla["vanilla_score"] <= vanilla["chance"] + VANILLA_EPS].reset_index(drop=True)
+    return RelativeScores(pruned, missing_vanilla, zero_vanilla, at_chance)
+
+
+def relative_note(rel: RelativeScores, models: Iterable[str] | None = None) -> str:
+    """Notes on pairs without a usable vanilla, and on pairs at or below chance unpruned (restricted to models)."""
+
+    def only(t: pd.DataFrame) -> pd.DataFrame:
+        return t if models is None else t[t["model"].isin(list(models))]
+
+    parts = []
+    if len(only(rel.missing_vanilla)):
+        parts.append(f"vanilla missing for {_pairs(only(rel.missing_vanilla))}, excluded")
+    if len(only(rel.zero_vanilla)):
+        parts.append(f"vanilla score 0 for {_pairs(only(rel.zero_vanilla))}, relative score undefined")
+    chance = only(rel.at_chance)
+    chance = chance[chance["vanilla_score"] > VANILLA_EPS]
+    if len(chance):
+        parts.append(f"rests partly on {_pairs(chance)} at or below chance unpruned")
+    return "; ".join(parts)
+
+
+def chance_note(rel: RelativeScores, models: Iterable[str] | None = None) -> str:
+    """A note naming the (model, dataset) pairs whose unpruned score is at or below chance, or ""."""
+    chance = rel.at_chance if models is None else rel.at_chance[rel.at_chance["model"].isin(list(models))]
+    return f"rests partly on {_pairs(chance)} at or below chance unpruned" if len(chance) else ""

@@ -25,10 +25,13 @@ from unipb_core.data import (  # noqa: F401
     seedbench2plus,
     synthetic,
 )
-from unipb_core.data.dimensions import DATASET_DIMENSION, DIMENSIONS
-from unipb_core.data.registry import available, get
+from unipb_core.data.dimensions import DIMENSIONS
+from unipb_core.data.registry import available, dataset_dimensions, get
 from unipb_core.data.sample import Sample
 from unipb_core.data.spec import DatasetSpec, LoadOptions
+
+# Derived from the registry (each spec names its dimension): the one dataset -> dimension map.
+DATASET_DIMENSION: dict[str, str] = dataset_dimensions()
 
 
 def load(
@@ -36,6 +39,7 @@ def load(
     *,
     path: str | Path | None = None,
     revision: str | None = None,
+    config: str | None = None,
     split: str | None = None,
     limit: int | None = None,
     seed: int = 0,
@@ -54,8 +58,13 @@ def load(
         VLMEvalKit ``.tsv`` (base64 images). Without it the hub id of the spec is loaded with ``datasets``.
     revision : str, optional
         Hub revision (commit or tag) to pin; ignored for local paths.
+    config : str, optional
+        The hub config (``en`` for MMBench, ``ScienceQA-IMG`` for ScienceQA); defaults to the spec's. In a local
+        copy of a hub repo it is chosen as ``datasets.load_dataset`` does (the README's ``configs``, else the
+        folder layout); an unknown config is an error naming the existing ones.
     split : str, optional
-        Defaults to the spec's split (e.g. ``testmini`` for MathVista, ``train``/``test`` for synthetic).
+        Defaults to the spec's split (e.g. ``testmini`` for MathVista, ``train``/``test`` for synthetic). An
+        unknown split is an error naming the existing ones; a single parquet or TSV file is read whole.
     limit : int, optional
         Keep the first ``limit`` samples, or with ``subsample`` a seeded random subset of whole groups
         (MME image pairs, MMBench circular copies, HallusionBench sets). For ``synthetic`` it is the
@@ -71,6 +80,7 @@ def load(
     options = LoadOptions(
         path=path,
         revision=revision,
+        config=config,
         split=split,
         limit=limit,
         seed=seed,
@@ -81,4 +91,14 @@ def load(
     return spec.load_samples(options)
 
 
-__all__ = ["DATASET_DIMENSION", "DIMENSIONS", "DatasetSpec", "LoadOptions", "Sample", "available", "get", "load"]
+__all__ = [
+    "DATASET_DIMENSION",
+    "DIMENSIONS",
+    "DatasetSpec",
+    "LoadOptions",
+    "Sample",
+    "available",
+    "dataset_dimensions",
+    "get",
+    "load",
+]

@@ -1,23 +1,13 @@
-"""The six ability dimensions of the study and which dataset measures which (the one place they live)."""
+"""The six ability dimensions of the study.
+
+Which dataset measures which lives on each dataset's spec (``DatasetSpec.dimension``); the dataset -> dimension
+map is derived from the registry (``unipb_core.data.DATASET_DIMENSION``), so adding a dataset touches only its
+own file.
+"""
 
 from __future__ import annotations
 
 DIMENSIONS: tuple[str, ...] = ("comprehensive", "ocr", "multidisciplinary", "hallucination", "math", "instruction")
-
-# The paper's grouping (UniPruneBench, Tables 1-3): each real dataset belongs to exactly one dimension.
-# The synthetic suite is not listed: it spans all six and each of its Samples names its own dimension.
-DATASET_DIMENSION: dict[str, str] = {
-    "mme": "comprehensive",
-    "mmbench": "comprehensive",
-    "seedbench2plus": "ocr",
-    "ocrbench": "ocr",
-    "scienceqa": "multidisciplinary",
-    "pope": "hallucination",
-    "hallusionbench": "hallucination",
-    "mathvista": "math",
-    "mathvision": "math",
-    "miabench": "instruction",
-}
 
 # What a spec reports as its dimension when its Samples carry their own (the synthetic suite).
 ALL_DIMENSIONS = "all"

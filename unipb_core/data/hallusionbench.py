@@ -23,10 +23,14 @@ from unipb_core.metrics.score import Judge, SampleScore
 @register
 class HallusionBench(YesNoSpec):
     name = "hallusionbench"
+    dimension = "hallucination"
     hub_id = "lmms-lab/HallusionBench"
     split = "image"
     max_new_tokens = 16
     prompt_hint = YES_NO_HINT
+    headline_metric = "score"
+    aggregate_needs = ("figure", "question_key")  # (aAcc + fAcc + qAcc) / 3, VLMEvalKit's "Overall"
+    judge_free = "yes/no rules (VLMEvalKit's first pass) instead of the official GPT-4 comparison"
     columns = ("category", "subcategory", "set_id", "figure_id", "question_id", "question", "gt_answer", "image")
     tsv_columns = ("index", "image", "question", "answer", "category", "l2-category")
 
@@ -76,5 +80,5 @@ class HallusionBench(YesNoSpec):
             metrics[f"{key}/aAcc"] = accuracy(part_scores)
             metrics[f"{key}/fAcc"] = group_all_correct([s.meta["figure"] for s in part_samples], part_scores)
             metrics[f"{key}/qAcc"] = group_all_correct([s.meta["question_key"] for s in part_samples], part_scores)
-        headline = (metrics["overall/aAcc"] + metrics["overall/fAcc"] + metrics["overall/qAcc"]) / 3
-        return finish(self.name, metrics, samples, scores, headline, judge)
+        metrics["score"] = (metrics["overall/aAcc"] + metrics["overall/fAcc"] + metrics["overall/qAcc"]) / 3
+        return finish(self.name, metrics, samples, scores, metrics["score"], judge)

@@ -1,29 +1,34 @@
 """MathVista testmini (Lu et al., 2024): 1000 math-in-context questions, multiple choice and free form.
 
 The official pipeline extracts answers with GPT; this adapter is the judge-free approximation from
-DATASETS-NOTES, labelled "rule-extracted": a direct-answer prompt per answer type, then the option letter,
-the last number (int, or float rounded to the row's ``precision``), the last ``[...]`` list or the normalised
-text, compared by string equality after the official normalisation. Unreadable answers are wrong, not
-guessed (the official script falls back to the closest choice by edit distance).
+DATASETS-NOTES, labelled "rule-extracted": a direct-answer prompt per answer type, then the option letter
+(an answer equal to a choice text, else VLMEvalKit's ``can_infer``), the last number (int, or float rounded
+to the row's ``precision``), the last ``[...]`` list or the normalised text, compared by string equality after
+the official normalisation. A multiple-choice answer no rule reads goes through the official fallback of
+``calculate_score.py``: a letter in parentheses, else the choice closest by Levenshtein distance; such a sample
+is flagged unparsed (it counts in the parse-failure rate) but scored by the choice it falls back to. The rule
+``closest_choice=False`` (a deviation) scores it wrong instead.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from unipb_core.data.prompts import LETTER_HINT, SHORT_HINT, join, options_block
+from unipb_core.data.prompts import LETTER_HINT, SHORT_HINT, join, with_options
 from unipb_core.data.registry import register
 from unipb_core.data.sample import Sample
-from unipb_core.data.spec import TableSpec, is_missing, parse_list
+from unipb_core.data.spec import LENIENT_LETTERS, TableSpec, is_missing, parse_list
 from unipb_core.metrics.extract import (
     LETTERS,
     answer_span,
+    closest_option,
     extract_list,
     extract_number,
     extract_option,
     normalize_text,
     parse_float,
 )
+from unipb_core.metrics.score import Judge, SampleScore
 
 TYPE_HINTS = {
     "integer": "Answer the question using a single integer number.",
@@ -50,9 +55,16 @@ def _normal_form(value: str, answer_type: str, precision: int) -> str:
 @register
 class MathVista(TableSpec):
     name = "mathvista"
+    dimension = "math"
     hub_id = "AI4Math/MathVista"
     split = "testmini"
     max_new_tokens = 32
+    judge_free = "rule extraction instead of the official GPT answer extraction"
+    VERSION = "2"  # v2: can_infer letters and the official closest-choice fallback
+    RULES = {
+        "lenient_letters": LENIENT_LETTERS,
+        "closest_choice": (True, "False: an unreadable multiple-choice answer is wrong, not the closest choice"),
+    }
     columns = ("pid", "question", "decoded_image", "choices", "answer", "question_type", "answer_type")
     tsv_columns = ("index", "image", "question", "answer", "question_type", "answer_type")
     image_column = "decoded_image"
@@ -94,7 +106,7 @@ class MathVista(TableSpec):
         if sample.meta["is_query"]:
             return sample.question
         if sample.options:
-            return join(sample.question, options_block(sample.options), LETTER_HINT)
+            return join(*with_options(sample.question, sample.options), LETTER_HINT)
         kind = sample.meta["answer_type"]
         if kind == "float":
             kind = "float2" if sample.meta["precision"] >= 2 else "float1"
@@ -102,9 +114,18 @@ class MathVista(TableSpec):
 
     def extract(self, sample: Sample, text: str) -> str:
         if sample.options:
-            return extract_option(text, sample.options)
+            if text.strip() in sample.options:  # the official extractor takes an answer equal to a choice as is
+                return LETTERS[sample.options.index(text.strip())]
+            return extract_option(text, sample.options, lenient=self.rule("lenient_letters"))
         kind, precision = sample.meta["answer_type"], sample.meta["precision"]
         if kind in ("integer", "float"):
             number = extract_number(text)
             return _normal_form(number, kind, precision) if number else ""
         return _normal_form(text if kind == "list" else answer_span(text), kind, precision)
+
+    def score(self, sample: Sample, prediction: str, judge: Judge | None = None) -> SampleScore:
+        result = super().score(sample, prediction, judge)
+        if result.parsed or not sample.options or not self.rule("closest_choice"):
+            return result
+        letter = closest_option(prediction, sample.options)
+        return SampleScore(float(letter == sample.answer), False, letter)

@@ -45,9 +45,13 @@ def parse_judge_score(text: str) -> float | None:
 @register
 class MIABench(TableSpec):
     name = "miabench"
+    dimension = "instruction"
     hub_id = "lmms-lab/MIA-Bench"
     split = "test"
     max_new_tokens = 128
+    headline_metric = "score"
+    aggregate_needs = ("components", "weights")
+    judge_free = "judge-free stand-in: rule checks instead of the GPT-4o grader, not comparable to published numbers"
     columns = ("image", "instruction", "components", "component_weight", "component_type")
     tsv_columns = ("index", "image", "question", "components", "component_weight", "component_type")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from unipb_core.data.prompts import LETTER_HINT, join, options_block
+from unipb_core.data.prompts import LETTER_HINT, join, with_options
 from unipb_core.data.registry import register
 from unipb_core.data.sample import Sample
 from unipb_core.data.spec import ChoiceSpec, is_missing
@@ -24,10 +24,13 @@ CIRCULAR_OFFSET = 1_000_000
 @register
 class MMBench(ChoiceSpec):
     name = "mmbench"
+    dimension = "comprehensive"
     hub_id = "lmms-lab/MMBench"
     config = "en"
     split = "dev"
     max_new_tokens = 16
+    headline_metric = "circular_accuracy"
+    aggregate_needs = ("group", "l2_category", "circular_copy")
     columns = ("index", "question", "hint", "A", "B", "answer", "category", "L2-category", "image")
     tsv_columns = ("index", "question", "hint", "A", "B", "answer", "category", "l2-category", "image")
 
@@ -57,7 +60,10 @@ class MMBench(ChoiceSpec):
 
     def to_prompt(self, sample: Sample) -> str:
         hint = f"Hint: {sample.meta['hint']}" if sample.meta["hint"] else ""
-        return join(hint, f"Question: {sample.question}", "Options:", options_block(sample.options), LETTER_HINT)
+        return join(hint, *with_options(f"Question: {sample.question}", sample.options, "Options:"), LETTER_HINT)
+
+    def metric_scale(self, key: str, samples: Sequence[Sample]) -> float | None:
+        return None if key == "questions" else super().metric_scale(key, samples)
 
     def aggregate(
         self, samples: Sequence[Sample], scores: Sequence[SampleScore], judge: Judge | None = None

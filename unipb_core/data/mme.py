@@ -18,14 +18,18 @@ from unipb_core.metrics.score import Judge, SampleScore
 PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork", "OCR")
 COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")
 SUBTASK_MAX = 200.0  # acc (max 100) + acc+ (max 100)
+GROUPS = {"perception": PERCEPTION, "cognition": COGNITION}
 
 
 @register
 class MME(YesNoSpec):
     name = "mme"
+    dimension = "comprehensive"
     hub_id = "lmms-lab/MME"
     split = "test"
     max_new_tokens = 16
+    aggregate_needs = ("group",)
+    headline_metric = "total"  # perception + cognition, 0-2800 on the full benchmark
     columns = ("question_id", "image", "question", "answer", "category")
     tsv_columns = ("index", "image", "question", "answer", "category", "image_path")
 
@@ -53,6 +57,16 @@ class MME(YesNoSpec):
         index = str(self.need(row, "index", f"row {position}"))
         return self._sample(index, str(self.need(row, "image_path", index)), row)
 
+    def metric_scale(self, key: str, samples: Sequence[Sample]) -> float | None:
+        """Subtask score 0-200 (acc and acc+ 0-100 each); perception, cognition and total: 200 per subtask
+        present (2000, 800 and 2800 on the full benchmark)."""
+        present = {s.category for s in samples}
+        if key in GROUPS:
+            return SUBTASK_MAX * len(present & set(GROUPS[key]))
+        if key == "total":
+            return SUBTASK_MAX * len(present)
+        return SUBTASK_MAX if key.endswith("/score") else super().metric_scale(key, samples)
+
     def aggregate(
         self, samples: Sequence[Sample], scores: Sequence[SampleScore], judge: Judge | None = None
     ) -> dict[str, float | str]:
@@ -60,7 +74,8 @@ class MME(YesNoSpec):
 
         The headline rescales the total to 0-100 by the subtasks present (full data: (P + C) / 2800 x 100).
         """
-        metrics: dict[str, float] = {"perception": 0.0, "cognition": 0.0}
+        present = {s.category for s in samples}
+        metrics: dict[str, float] = {group: 0.0 for group, cats in GROUPS.items() if present & set(cats)}
         for category, (cat_samples, cat_scores) in split_by([s.category for s in samples], samples, scores).items():
             acc = accuracy(cat_scores)
             acc_plus = group_all_correct([s.meta["group"] for s in cat_samples], cat_scores)
@@ -68,7 +83,7 @@ class MME(YesNoSpec):
             metrics[f"{category}/acc_plus"] = acc_plus
             metrics[f"{category}/score"] = acc + acc_plus
             metrics["perception" if category in PERCEPTION else "cognition"] += acc + acc_plus
-        metrics["total"] = metrics["perception"] + metrics["cognition"]
+        metrics["total"] = sum(metrics.get(group, 0.0) for group in GROUPS)
         n_subtasks = len({s.category for s in samples})
         headline = 100.0 * metrics["total"] / (SUBTASK_MAX * n_subtasks) if n_subtasks else float("nan")
         return finish(self.name, metrics, samples, scores, headline, judge)

@@ -42,9 +42,11 @@ SUFFIX = "Please try to answer the question with short words or phrases if possi
 @register
 class OCRBench(TableSpec):
     name = "ocrbench"
+    dimension = "ocr"
     hub_id = "echo840/OCRBench"
     split = "test"
     max_new_tokens = 64
+    headline_metric = "final_score"  # hits, out of 1000 on the full benchmark
     columns = ("question", "question_type", "answer", "image")
     tsv_columns = ("index", "image", "question", "answer", "category")
 
@@ -83,19 +85,32 @@ class OCRBench(TableSpec):
         prediction = extracted.lower().replace("\n", " ")
         return float(any(a.lower().strip().replace("\n", " ") in prediction for a in sample.meta["answers"]))
 
+    def metric_scale(self, key: str, samples: Sequence[Sample]) -> float | None:
+        """Hit counts are out of the number of questions they cover (final score: 1000 on the full set)."""
+        if key == "final_score":
+            return float(len(samples))
+        if key == "score_per_1000":
+            return 1000.0
+        if key.startswith("type/"):
+            return float(sum(s.category == key[len("type/") :] for s in samples))
+        if key.startswith("group/"):
+            return float(sum(s.category in GROUPS[key[len("group/") :]] for s in samples))
+        return super().metric_scale(key, samples)
+
     def aggregate(
         self, samples: Sequence[Sample], scores: Sequence[SampleScore], judge: Judge | None = None
     ) -> dict[str, float | str]:
         """Hits per question type and per group, ``final_score`` = total hits (out of 1000 on the full set),
-        ``score_per_1000`` rescaled for subsets; headline = hits / n x 100 (the "/10" figure VLMEvalKit shows)."""
+        ``final_score_norm`` = hits / n x 100 (on the full set the official "Final Score Norm", Final Score / 10),
+        ``score_per_1000`` rescaled for subsets; headline = ``final_score_norm``."""
         hits = sum(sc.correct for sc in scores)
         metrics: dict[str, float] = {
             "final_score": hits,
-            "score_per_1000": 1000.0 * hits / len(scores) if scores else 0,
+            "final_score_norm": 100.0 * hits / len(scores) if scores else float("nan"),
+            "score_per_1000": 1000.0 * hits / len(scores) if scores else float("nan"),
         }
         for s, sc in zip(samples, scores, strict=True):
             metrics[f"type/{s.category}"] = metrics.get(f"type/{s.category}", 0.0) + sc.correct
         for group, types in GROUPS.items():
             metrics[f"group/{group}"] = sum(metrics.get(f"type/{t}", 0.0) for t in types)
-        headline = 100.0 * hits / len(scores) if scores else float("nan")
-        return finish(self.name, metrics, samples, scores, headline, judge)
+        return finish(self.name, metrics, samples, scores, metrics["final_score_norm"], judge)

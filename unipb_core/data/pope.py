@@ -21,10 +21,13 @@ from unipb_core.metrics.score import Judge, SampleScore
 @register
 class POPE(YesNoSpec):
     name = "pope"
+    dimension = "hallucination"
     hub_id = "lmms-lab/POPE"
     split = "test"
     max_new_tokens = 16
     prompt_hint = SHORT_HINT  # lmms-eval; the yes/no reader also accepts "Yes, there is a ..."
+    headline_metric = "f1_mean"
+    aggregate_needs = ("splits",)
     columns = ("id", "question", "answer", "image", "category")
     tsv_columns = ("index", "image", "question", "answer", "category")
 

@@ -18,6 +18,7 @@ from unipb_core.metrics.extract import LETTERS
 @register
 class ScienceQA(ChoiceSpec):
     name = "scienceqa"
+    dimension = "multidisciplinary"
     hub_id = "lmms-lab/ScienceQA"
     config = "ScienceQA-IMG"
     split = "test"
@@ -48,4 +49,8 @@ class ScienceQA(ChoiceSpec):
     def from_tsv(self, row: dict[str, Any], position: int) -> Sample:
         sample_id = str(self.need(row, "index", f"row {position}"))
         answer = str(self.need(row, "answer", sample_id)).strip().upper()
-        return self._sample(row, sample_id, self.letter_options(row), answer, row.get("category"))
+        # The subject (natural / social / language science) is its own column where the TSV has one; some
+        # builds carry it in "category" instead.
+        subject = row.get("subject")
+        return self._sample(row, sample_id, self.letter_options(row), answer,
+                            row.get("category") if is_missing(subject) else subject)  # fmt: skip

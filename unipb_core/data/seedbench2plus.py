@@ -16,6 +16,7 @@ from unipb_core.data.spec import ChoiceSpec
 @register
 class SEEDBench2Plus(ChoiceSpec):
     name = "seedbench2plus"
+    dimension = "ocr"
     hub_id = "doolayer/SEED-Bench-2-Plus"
     split = "test"
     max_new_tokens = 16

@@ -8,6 +8,7 @@ image decoding are shared here. Specs hold no state: one instance per dataset li
 from __future__ import annotations
 
 import ast
+import copy
 import json
 import math
 from abc import ABC, abstractmethod
@@ -16,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from unipb_core.data.dimensions import DATASET_DIMENSION, check_dimension
+from unipb_core.data.dimensions import check_dimension
 from unipb_core.data.images import decode_image
-from unipb_core.data.prompts import LETTER_HINT, join, options_block
+from unipb_core.data.prompts import LETTER_HINT, join, with_options
 from unipb_core.data.sample import Sample
 from unipb_core.data.select import select
 from unipb_core.data.sources import Table, read_table
@@ -63,6 +64,7 @@ class LoadOptions:
 
     path: str | Path | None = None
     revision: str | None = None
+    config: str | None = None
     split: str | None = None
     limit: int | None = None
     seed: int = 0
@@ -79,6 +81,7 @@ class DatasetSpec(ABC):
     """One benchmark: where its samples come from, how answers are prompted, scored and aggregated."""
 
     name: ClassVar[str]
+    dimension: ClassVar[str]  # one of DIMENSIONS (``ALL_DIMENSIONS`` for a suite whose Samples name their own)
     hub_id: ClassVar[str]
     config: ClassVar[str | None] = None
     split: ClassVar[str] = "test"
@@ -87,22 +90,56 @@ class DatasetSpec(ABC):
     columns: ClassVar[tuple[str, ...]] = ()  # required columns in the Hugging Face schema
     tsv_columns: ClassVar[tuple[str, ...]] = ()  # required columns in the VLMEvalKit TSV
     image_column: ClassVar[str] = "image"  # image column of the HF schema (TSVs always use "image")
+    # The aggregate key of the headline metric, the number papers quote for this dataset (see docs/datasets.md).
+    headline_metric: ClassVar[str] = "accuracy"
+    # "" when the numbers follow the dataset's official (judge-free) rules; otherwise what stands in for the
+    # official judge, shown next to every number of this dataset.
+    judge_free: ClassVar[str] = ""
+    # ``meta`` keys the aggregate reads (group keys of paired metrics): records must carry them to be re-aggregated.
+    aggregate_needs: ClassVar[tuple[str, ...]] = ()
+    # Scoring rules a user may switch away from the official one: name -> (official default, what the other
+    # value does). The registered spec always follows the official rules; ``variant`` makes a deviating copy.
+    RULES: ClassVar[dict[str, tuple[Any, str]]] = {}
 
     def __setattr__(self, key: str, value: Any) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable (one shared instance per dataset)")
 
+    def rule(self, name: str) -> Any:
+        """The value of scoring rule ``name`` for this spec (the official default unless this is a variant)."""
+        return self.__dict__.get("_rules", {}).get(name, self.RULES[name][0])
+
+    def variant(self, **rules: Any) -> DatasetSpec:
+        """A copy of this spec scoring with deliberate deviations from the official rules (see ``RULES`` and
+        docs/datasets.md), e.g. ``data.get("pope").variant(lenient_yes_no=True)``. Its ``version`` names the
+        deviations, so its results never share a config hash with official ones."""
+        unknown = sorted(set(rules) - set(self.RULES))
+        if unknown:
+            accepted = ", ".join(f"{k} (official: {v[0]!r})" for k, v in self.RULES.items()) or "none"
+            raise ValueError(f"{self.name}: unknown scoring rule(s) {unknown}; accepted: {accepted}")
+        new = copy.copy(self)
+        object.__setattr__(new, "_rules", {**self.__dict__.get("_rules", {}), **rules})
+        return new
+
     def __repr__(self) -> str:
         return f"<DatasetSpec {self.name} {self.hub_id} split={self.split} version={self.version}>"
 
-    @property
-    def dimension(self) -> str:
-        """The ability dimension, from the single dataset -> dimension map."""
-        return DATASET_DIMENSION[self.name]
+    def metric_scale(self, key: str, samples: Sequence[Sample]) -> float | None:
+        """The maximum of aggregate metric ``key`` on its official scale for these ``samples`` (100 for
+        percentages, 1 for ``*_rate`` and ``*_share`` fractions), or None for a count with no fixed scale.
+
+        Datasets whose official numbers are not percentages (MME's 0-2800 score, OCRBench's score out of
+        1000) override this.
+        """
+        if key.endswith(("_rate", "_share")):
+            return 1.0
+        return 100.0
 
     @property
     def version(self) -> str:
-        """``"<name>/v<VERSION>"``: written into every result so changed scoring never mixes with old records."""
-        return f"{self.name}/v{self.VERSION}"
+        """``"<name>/v<VERSION>"``: written into every result so changed scoring never mixes with old records;
+        a variant appends its deviations (``"pope/v2+lenient_yes_no=True"``)."""
+        rules = {k: v for k, v in self.__dict__.get("_rules", {}).items() if v != self.RULES[k][0]}
+        return f"{self.name}/v{self.VERSION}" + "".join(f"+{k}={v!r}" for k, v in sorted(rules.items()))
 
     @abstractmethod
     def load_samples(self, options: LoadOptions) -> list[Sample]:
@@ -160,7 +197,13 @@ class TableSpec(DatasetSpec):
             return []
         split = options.split or self.split
         table = read_table(
-            self.name, options.path, hub_id=self.hub_id, config=self.config, split=split, revision=options.revision
+            self.name,
+            options.path,
+            hub_id=self.hub_id,
+            config=options.config or self.config,
+            split=split,
+            revision=options.revision,
+            config_given=options.config is not None,
         )
         hf = table.fmt == "hf"
         self._check_columns(table, self.columns if hf else self.tsv_columns)
@@ -217,16 +260,22 @@ class TableSpec(DatasetSpec):
         return finish(self.name, metrics, samples, scores, metrics["accuracy"], judge)
 
 
+LENIENT_YES_NO = (False, "True: the project's lenient yes/no reader (first word decides when both occur)")
+LENIENT_LETTERS = (False, "True: the project's lenient option reader (a bare lowercase letter counts, ...)")
+
+
 class YesNoSpec(TableSpec):
     """Datasets whose gold answer is "yes"/"no" (MME, POPE, HallusionBench)."""
 
+    VERSION = "2"  # v2: VLMEvalKit's YOrN_Extraction (both words -> Unknown) by default
     prompt_hint: ClassVar[str] = ""
+    RULES = {"lenient_yes_no": LENIENT_YES_NO}
 
     def to_prompt(self, sample: Sample) -> str:
         return join(sample.question, self.prompt_hint)
 
     def extract(self, sample: Sample, text: str) -> str:
-        return extract_yes_no(text)
+        return extract_yes_no(text, lenient=self.rule("lenient_yes_no"))
 
     def yes_no(self, row: dict[str, Any], field: str, row_id: str) -> str:
         """The gold answer in ``row[field]`` as "yes"/"no" (datasets write Yes/No), rejecting anything else."""
@@ -239,11 +288,14 @@ class YesNoSpec(TableSpec):
 class ChoiceSpec(TableSpec):
     """Multiple-choice datasets whose gold answer is an option letter (MMBench, SEED-2-Plus, ScienceQA)."""
 
+    VERSION = "2"  # v2: VLMEvalKit's can_infer (case-sensitive letters) by default
+    RULES = {"lenient_letters": LENIENT_LETTERS}
+
     def to_prompt(self, sample: Sample) -> str:
-        return join(sample.meta.get("context", ""), sample.question, options_block(sample.options), LETTER_HINT)
+        return join(sample.meta.get("context", ""), *with_options(sample.question, sample.options), LETTER_HINT)
 
     def extract(self, sample: Sample, text: str) -> str:
-        return extract_option(text, sample.options)
+        return extract_option(text, sample.options, lenient=self.rule("lenient_letters"))
 
     def letter_options(self, row: dict[str, Any], letters: str = "ABCDE") -> list[str]:
         """Options stored one per letter column (``A``..``E`` or ``choice_A``..), stopping at the first gap."""

@@ -165,12 +165,10 @@ class Synthetic(DatasetSpec):
     name = "synthetic"
     hub_id = ""  # generated, never downloaded
     split = "test"
-    VERSION = "1"
+    VERSION = "2"  # v2: the official yes/no and option readers (VLMEvalKit) by default
     max_new_tokens = 16
-
-    @property
-    def dimension(self) -> str:
-        return ALL_DIMENSIONS  # each Sample names its own
+    dimension = ALL_DIMENSIONS  # spans all six: each Sample names its own
+    headline_metric = "score"  # mean of the per-dimension accuracies
 
     def generate(self, split: str, per_dimension: int, seed: int, dimensions: Sequence[str], size: int) -> list[Sample]:
         """``per_dimension`` samples of each dimension, ordered by dimension then index."""
@@ -229,5 +227,5 @@ class Synthetic(DatasetSpec):
         metrics.update(per_category_accuracy("category", [s.category for s in samples], scores))
         per_dim = [metrics[f"{d}/accuracy"] for d in DIMENSIONS if f"{d}/accuracy" in metrics]
         metrics["accuracy"] = accuracy(scores)
-        headline = sum(per_dim) / len(per_dim) if per_dim else float("nan")
-        return finish(self.name, metrics, samples, scores, headline, judge)
+        metrics["score"] = sum(per_dim) / len(per_dim) if per_dim else float("nan")
+        return finish(self.name, metrics, samples, scores, metrics["score"], judge)

@@ -5,6 +5,8 @@ holds what they share, so there is one yes/no reader, one option-letter reader a
 """
 
 from unipb_core.metrics.extract import (
+    closest_option,
+    edit_distance,
     extract_boxed,
     extract_list,
     extract_number,
@@ -13,12 +15,15 @@ from unipb_core.metrics.extract import (
     extract_yes_no,
     normalize_text,
     parse_float,
+    process_punctuation,
     words,
 )
 from unipb_core.metrics.score import Judge, SampleScore, judge_name, score_with_rules
 
 __all__ = [
     "Judge",
+    "closest_option",
+    "edit_distance",
     "SampleScore",
     "extract_boxed",
     "extract_list",
@@ -29,6 +34,7 @@ __all__ = [
     "judge_name",
     "normalize_text",
     "parse_float",
+    "process_punctuation",
     "score_with_rules",
     "words",
 ]

@@ -8,12 +8,9 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Sequence
-from typing import TYPE_CHECKING
 
 from unipb_core.metrics.score import Judge, SampleScore, judge_name
-
-if TYPE_CHECKING:
-    from unipb_core.data.sample import Sample
+from unipb_core.sample import Sample  # the shared type sits below both metrics and data
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +94,7 @@ def finish(
     if failed:
         shown = ", ".join(failed[:5]) + (" ..." if len(failed) > 5 else "")
         log.warning(
-            "%s: %d/%d predictions had no readable answer (field 'prediction'; ids %s); scored wrong",
+            "%s: %d/%d predictions had no answer the rules could read (field 'prediction'; ids %s)",
             dataset,
             len(failed),
             len(scores),

@@ -4,8 +4,9 @@ Each extractor returns the answer it read as a string, or ``""`` when the rules 
 result is a *parse failure*: the scorer counts the sample wrong and the aggregate reports the failure rate,
 so a pruned model that drifts out of the answer format is not mistaken for one that stopped seeing.
 
-The rules follow VLMEvalKit (``YOrN_Extraction``, ``can_infer``), the harness the study scored with, with
-two deliberate extensions noted at each function.
+The yes/no and option readers follow VLMEvalKit (``YOrN_Extraction``, ``can_infer``), the harness the study
+scored with, by default; this project's more lenient readers are kept behind ``lenient=True`` (off by default,
+listed in docs/datasets.md).
 """
 
 from __future__ import annotations
@@ -40,14 +41,48 @@ def words(text: str) -> list[str]:
     return normalize_text(text).split()
 
 
-def extract_yes_no(text: str) -> str:
+# VLMEvalKit's VQA punctuation clean-up (``process_punctuation``), used by its yes/no reader.
+_VQA_PUNCT = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!")
+_COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
+_PERIOD_STRIP = re.compile(r"\.(?!\d)")  # VLMEvalKit's pattern has a no-op lookbehind typo: the same
+# can_infer_option blanks these before splitting an answer into words.
+_OPTION_PUNCT = ".()[],:;!*#{}"
+# Canned refusals can_infer_option maps to "Z" (an answer that is no option: parsed, and wrong).
+_REFUSALS = (
+    "Sorry, I can't help with images of people yet.",
+    "I can't process this file.",
+    "I'm sorry, but without the image provided",
+    "Cannot determine the answer",
+)
+NO_OPTION = "Z"
+
+
+def process_punctuation(text: str) -> str:
+    """VLMEvalKit's ``process_punctuation`` (from the VQA evaluation): a punctuation mark next to a space is
+    deleted, one inside a word becomes a space (all are deleted when the text holds a "1,000"-style number), and
+    full stops not followed by a digit are dropped."""
+    out = text
+    delete = _COMMA_STRIP.search(text) is not None
+    for p in _VQA_PUNCT:
+        out = out.replace(p, "" if delete or f"{p} " in text or f" {p}" in text else " ")
+    return _PERIOD_STRIP.sub("", out)
+
+
+def extract_yes_no(text: str, *, lenient: bool = False) -> str:
     """Read "yes" or "no" from a free-form answer; ``""`` when it says neither or both.
 
-    VLMEvalKit's rule (the word "yes" without the word "no", or the reverse) plus one extension: when both
-    words occur, the answer's first word decides, so "No, yes-like shapes are absent" reads as "no". "Yes.",
-    "yes, there is a dog" and "**No**" all parse; "There is not a dog" does not (no yes/no word) and is
-    therefore counted as a parse failure rather than guessed.
+    Default: VLMEvalKit's ``YOrN_Extraction`` -- lowercase, ``process_punctuation``, split on whitespace; "yes"
+    when the word "yes" occurs and "no" does not, "no" for the reverse, otherwise Unknown (``""``), so
+    "Yes, but no" and "There is not a dog" are parse failures (VLMEvalKit hands them to its judge).
+
+    ``lenient=True`` is this project's former reader, a deliberate deviation kept as an option: markdown and
+    quotes are stripped ("**Yes**" reads), all punctuation splits words, and when both words occur the answer's
+    first word decides ("No, yes-like shapes are absent" reads "no").
     """
+    if not lenient:
+        tokens = process_punctuation(text.lower()).split()
+        has_yes, has_no = "yes" in tokens, "no" in tokens
+        return ("yes" if has_yes else "no") if has_yes != has_no else ""
     tokens = words(text.strip(_WRAPPERS + " \n"))
     has_yes, has_no = "yes" in tokens, "no" in tokens
     if has_yes != has_no:
@@ -57,17 +92,44 @@ def extract_yes_no(text: str) -> str:
     return ""
 
 
-def extract_option(text: str, options: Sequence[str]) -> str:
-    """Read an option letter (``"A"``...) from an answer to a multiple-choice question; ``""`` if ambiguous.
+def extract_option(text: str, options: Sequence[str], *, lenient: bool = False) -> str:
+    """Read an option letter (``"A"``...) from an answer to a multiple-choice question; ``""`` if none.
 
-    In order: (1) the whole answer is one letter ("B", "(b)", "B."); (2) an "answer is X" phrase; (3) exactly
-    one distinct valid capital letter stands alone in the text, where "A" followed by an ordinary lowercase
-    word is read as the article (VLMEvalKit only logs that case); (4) exactly one option's text occurs in
-    the answer (an option whose text is contained in another matched option yields to the longer one).
+    Default: VLMEvalKit's ``can_infer``. (1) ``can_infer_option``: blank ``.()[],:;!*#{}``, split into words;
+    exactly one word that is a valid option letter -- case-sensitive, so a bare "b" is no letter -- gives that
+    letter; a canned refusal, or no letter but a standalone "Z", gives ``"Z"`` (no option: parsed, wrong).
+    (2) ``can_infer_text``: if the answer is at most twice as long as all option texts together, the only
+    option whose lowercased text is a substring of the lowercased answer.
+
+    ``lenient=True`` is this project's former reader, kept as an option: a bare letter in either case ("b",
+    "(b)"), an "answer is X" phrase wins over other letters, a capital "A" followed by an ordinary word is the
+    article, and option texts match on word boundaries with the longer of two nested options winning.
     """
     letters = LETTERS[: len(options)]
     if not letters:
         return ""
+    if lenient:
+        return _lenient_option(text, options, letters)
+    if any(refusal in text for refusal in _REFUSALS):
+        return NO_OPTION
+    spaced = text
+    for ch in _OPTION_PUNCT:
+        spaced = spaced.replace(ch, " ")
+    tokens = spaced.split()
+    found = [letter for letter in letters if letter in tokens]
+    if len(found) == 1:
+        return found[0]
+    if not found and NO_OPTION in tokens:
+        return NO_OPTION
+    answer = text.lower()
+    if len(answer) > 2 * sum(len(str(o)) for o in options):
+        return ""
+    hits = [letter for letter, option in zip(letters, options, strict=False) if str(option).lower() in answer]
+    return hits[0] if len(hits) == 1 else ""
+
+
+def _lenient_option(text: str, options: Sequence[str], letters: str) -> str:
+    """The project's former option reader (see :func:`extract_option` with ``lenient=True``)."""
     stripped = text.strip().strip(_WRAPPERS + " \n")
     whole = re.fullmatch(r"[(\[]?([A-Za-z])[)\].:]?", stripped)
     if whole and whole.group(1).upper() in letters:
@@ -165,3 +227,29 @@ def parse_float(text: str) -> float | None:
         return float(cleaned)
     except ValueError:
         return None
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (insertions, deletions, substitutions of one character each cost 1)."""
+    if len(a) < len(b):
+        a, b = b, a
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def closest_option(text: str, options: Sequence[str]) -> str:
+    """MathVista's fallback for a multiple-choice answer no rule could read: a letter in parentheses ("(b)")
+    if it names an option, else the letter of the option text closest to the stripped answer by edit
+    distance (the first on ties, as ``list.index(min(...))`` picks). Always returns a letter."""
+    text = text.strip()
+    letters = LETTERS[: len(options)]
+    marked = re.findall(r"\(([a-zA-Z])\)", text)
+    if marked and marked[0].upper() in letters:
+        return marked[0].upper()
+    distances = [edit_distance(text, str(option)) for option in options]
+    return letters[distances.index(min(distances))]

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # metrics must not import the data package at run time (data imports metrics)
-    from unipb_core.data.sample import Sample
+from unipb_core.sample import Sample  # the shared type sits below both metrics and data
 
 # A judge maps (sample, raw prediction) to an answer the rules can read ("B", "yes", "42"). It is called
 # only when the rules fail, and the dataset's own rules are run again on what it returns.
-Judge = Callable[["Sample", str], str]
+Judge = Callable[[Sample, str], str]
 
 
 @dataclass(frozen=True)
@@ -23,7 +21,9 @@ class SampleScore:
     correct : float
         Score in [0, 1]: 1/0 for exact tasks, a fraction where partial credit is defined (MIA-Bench).
     parsed : bool
-        Whether an answer could be read at all. Unparsed predictions score 0 and are counted, never dropped.
+        Whether the rules could read an answer. Unparsed predictions are counted, never dropped, and score 0,
+        except where the official script guesses instead (MathVista's closest-choice fallback scores the
+        choice it falls back to).
     extracted : str
         What the extractor read ("" when nothing), kept so that a reader can audit the rules.
     """

@@ -19,6 +19,7 @@ from transformers import (
 
 from .base import FamilyAdapter
 from .processors import InternVLImageProcessor
+from .real_sizes import reduced, reduced_depth, reduced_heads, token_ids, vit_large
 from .tiny_sizes import VISION_SIZES, text_sizes
 from .tokenizer import build_tokenizer
 from .vision_attention import VisionAttention, cls_row_attention
@@ -152,3 +153,29 @@ def build_tiny(seed: int) -> tuple[InternVLForConditionalGeneration, InternVLIma
     torch.manual_seed(seed)
     model = InternVLForConditionalGeneration(config)
     return model, processor
+
+
+# ---------------------------------------------------------------- the real shape (random weights; benchmarks/)
+def real_config(tok, reduce: int = 1) -> InternVLConfig:
+    """InternVL3-8B's shape (Qwen2.5-7B + InternViT-300M), widths and depths divided by ``reduce``."""
+    heads, kv = reduced_heads(28, 4, reduce)
+    return InternVLConfig(
+        vision_config=InternVLVisionConfig(
+            **vit_large(reduce), attention_bias=True, image_size=[448, 448], patch_size=[14, 14],
+        ),
+        text_config=Qwen2Config(
+            vocab_size=151674, hidden_size=heads * 128, intermediate_size=reduced(18944, reduce),
+            num_hidden_layers=reduced_depth(28, reduce), num_attention_heads=heads, num_key_value_heads=kv,
+            max_position_embeddings=32768, rms_norm_eps=1e-6, rope_parameters={"rope_type": "default",
+            "rope_theta": 1e6}, tie_word_embeddings=False, **token_ids(tok),
+        ),
+        image_token_id=tok.convert_tokens_to_ids("<IMG_CONTEXT>"), image_seq_length=256, downsample_ratio=0.5,
+        vision_feature_layer=-1, vision_feature_select_strategy="default", tie_word_embeddings=False,
+    )  # fmt: skip
+
+
+def real_processor(tiny) -> InternVLImageProcessor:
+    """A processor giving one 448-px tile's 256 visual tokens, on the tiny model's tokenizer."""
+    image_processor = GotOcr2ImageProcessorPil(size={"height": 448, "width": 448}, crop_to_patches=False)
+    return InternVLImageProcessor(image_processor=image_processor, tokenizer=tiny.tokenizer, image_seq_length=256,
+                                  chat_template=tiny.chat_template)  # fmt: skip

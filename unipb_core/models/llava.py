@@ -16,6 +16,7 @@ from transformers import (
 )
 
 from .base import FamilyAdapter, ModelInputError
+from .real_sizes import reduced, reduced_depth, reduced_heads, token_ids, vit_large
 from .tiny_sizes import VISION_SIZES, text_sizes
 from .tokenizer import build_tokenizer
 from .vision_attention import VisionAttention, cls_row_attention
@@ -121,3 +122,30 @@ def build_tiny(seed: int) -> tuple[LlavaForConditionalGeneration, LlavaProcessor
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config)
     return model, processor
+
+
+# ---------------------------------------------------------------- the real shape (random weights; benchmarks/)
+def real_config(tok, reduce: int = 1) -> LlavaConfig:
+    """LLaVA-1.5-7B's shape (Vicuna-7B + CLIP ViT-L/14-336), widths and depths divided by ``reduce``."""
+    heads, kv = reduced_heads(32, 32, reduce)
+    return LlavaConfig(
+        vision_config=CLIPVisionConfig(
+            **vit_large(reduce), image_size=336, patch_size=14, projection_dim=768,
+            hidden_act="quick_gelu", layer_norm_eps=1e-5,
+        ),
+        text_config=LlamaConfig(
+            vocab_size=32064, hidden_size=heads * 128, intermediate_size=reduced(11008, reduce),
+            num_hidden_layers=reduced_depth(32, reduce), num_attention_heads=heads, num_key_value_heads=kv,
+            max_position_embeddings=4096, rms_norm_eps=1e-5, **token_ids(tok),
+        ),
+        image_token_id=tok.convert_tokens_to_ids("<image>"), projector_hidden_act="gelu",
+        vision_feature_layer=-2, vision_feature_select_strategy="default", pad_token_id=tok.pad_token_id,
+    )  # fmt: skip
+
+
+def real_processor(tiny) -> LlavaProcessor:
+    """A processor giving LLaVA-1.5's 576 visual tokens at 336 px, on the tiny model's tokenizer."""
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336})
+    return LlavaProcessor(image_processor=image_processor, tokenizer=tiny.tokenizer, patch_size=14,
+                          vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE,
+                          num_additional_image_tokens=1)  # fmt: skip

@@ -20,6 +20,7 @@ from transformers.vision_utils import get_vision_window_index
 
 from .base import FamilyAdapter, ModelInputError
 from .processors import Qwen2_5_VLImageProcessor
+from .real_sizes import reduced, reduced_depth, reduced_heads, token_ids
 from .tiny_sizes import VISION_SIZES, text_sizes
 from .tokenizer import build_tokenizer
 from .vision_attention import VisionAttention, capture_input, mean_received_attention
@@ -159,3 +160,46 @@ def build_tiny(seed: int) -> tuple[Qwen2_5_VLForConditionalGeneration, Qwen2_5_V
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config)
     return model, processor
+
+
+# ---------------------------------------------------------------- the real shape (random weights; benchmarks/)
+REAL_IMAGE_SIZE = 896  # 896 / 14 = 64 patches a side, merged 2 x 2 -> 32 x 32 = 1024 visual tokens
+
+
+def real_config(tok, reduce: int = 1) -> Qwen2_5_VLConfig:
+    """Qwen2.5-VL-7B's shape (window-attention ViT + Qwen2.5-7B text), widths and depths divided by ``reduce``."""
+    heads, kv = reduced_heads(28, 4, reduce)
+    depth = reduced_depth(32, reduce)
+    vision_heads = reduced(16, reduce)
+    # The real tower ends each group of 8 window-attention blocks with a full-attention block (7/15/23/31):
+    # keep that 1-in-8 share, at least one (full attention over all patches dominates the tower's cost).
+    n_full = max(1, round(4 * depth / 32))
+    full_attention = [(i + 1) * depth // n_full - 1 for i in range(n_full)]
+    return Qwen2_5_VLConfig(
+        vision_config=Qwen2_5_VLVisionConfig(
+            depth=depth, hidden_size=vision_heads * 80, intermediate_size=reduced(3420, reduce), num_heads=vision_heads,
+            out_hidden_size=heads * 128, patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
+            fullatt_block_indexes=full_attention, tokens_per_second=2,
+        ),
+        text_config=Qwen2_5_VLTextConfig(
+            vocab_size=152064, hidden_size=heads * 128, intermediate_size=reduced(18944, reduce),
+            num_hidden_layers=reduced_depth(28, reduce), num_attention_heads=heads, num_key_value_heads=kv,
+            max_position_embeddings=128000, rms_norm_eps=1e-6, tie_word_embeddings=False,
+            rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]},
+            **token_ids(tok),
+        ),
+        image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"),
+        video_token_id=tok.convert_tokens_to_ids("<|video_pad|>"),
+        vision_start_token_id=tok.convert_tokens_to_ids("<|vision_start|>"),
+        vision_end_token_id=tok.convert_tokens_to_ids("<|vision_end|>"), tie_word_embeddings=False,
+    )  # fmt: skip
+
+
+def real_processor(tiny) -> Qwen2_5_VLImageProcessor:
+    """A processor giving 1024 visual tokens for an 896 x 896 image, on the tiny model's tokenizer."""
+    pixels = REAL_IMAGE_SIZE * REAL_IMAGE_SIZE
+    image_processor = Qwen2VLImageProcessorPil(
+        size={"shortest_edge": pixels, "longest_edge": pixels}, patch_size=14, merge_size=2, temporal_patch_size=2
+    )
+    return Qwen2_5_VLImageProcessor(image_processor=image_processor, tokenizer=tiny.tokenizer,
+                                    chat_template=tiny.chat_template)  # fmt: skip

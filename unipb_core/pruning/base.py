@@ -47,14 +47,12 @@ class Selection:
     merged: torch.Tensor | None = None
 
 
-def n_keep_for(n_visual: int, ratio: float, truncate: bool = False) -> int:
+def n_keep_for(n_visual: int, ratio: float) -> int:
     """Tokens kept at a single stage: ``round(N * (1 - ratio))`` (the study's ratios give 48/32/16 of 144).
 
-    ``truncate`` gives ``int(N * (1 - ratio))`` instead, as some of the study's code computes it (47 of 144 at
-    66.7 %); only a method's ``variant="study"`` asks for it.
+    The study's own code truncates instead; its variants count with ``study.study_count``.
     """
-    kept = n_visual * (1.0 - ratio)
-    return int(kept) if truncate else int(round(kept))
+    return int(round(n_visual * (1.0 - ratio)))
 
 
 class PruningMethod:

@@ -50,6 +50,8 @@ class PruneContext:
         ``needs_vision_attention``: ``"encoder_attention"`` -> ``models.vision_attention.VisionAttention``
         over the sample's original visual tokens (use ``encoder_scores`` / ``encoder_keys``); and, when it sets
         ``needs_vision_input``, ``"downsampled"`` -> ``models.base.Downsampled`` (the images re-encoded smaller).
+    final_norm : Module, optional
+        The decoder stack's final norm (``language_model.norm``); DART's cosines use it, as its authors' code.
     """
 
     stage: Any
@@ -65,6 +67,7 @@ class PruneContext:
     layer_inputs: dict[int, LayerInput] = field(default_factory=dict)
     vision: dict[str, Callable[[], Any]] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
+    final_norm: torch.nn.Module | None = None
 
     @property
     def n_keep(self) -> int:

@@ -1,10 +1,17 @@
 """DivPrune: keep the most diverse visual tokens by greedy max-min selection on cosine distance.
 
 Reference: Alvar et al., "DivPrune: Diversity-based Visual Token Pruning for Large Multimodal Models",
-CVPR 2025 (arXiv 2503.02175). Rule: with ``d(i, j) = 1 - cos(x_i, x_j)`` on the projected visual tokens,
-pick first ``argmax_i min_{j != i} d(i, j)``, then repeatedly the token maximising its minimum distance to
-the selected set (ties to the lowest index). Parameters: none. Stage: pre-LLM (after the projector); the
-same on every family (InternVL / Qwen2.5-VL tokens are the pixel-shuffled / merged ones).
+CVPR 2025 (arXiv 2503.02175); released code: vbdi/divprune ``LLaVA/llava/model/llava_arch.py`` (``DivPrune``),
+followed rule for rule. With ``d(i, j) = 1 - cos(x_i, x_j)`` on the projected visual tokens (the released
+code prunes after ``mm_projector`` too), the first pick is the column whose *second-smallest* entry is largest
+(the smallest is the token's own distance 0, so this is its nearest-neighbour distance), then repeatedly the
+token whose minimum distance to the selected set is largest; ``argmax`` ties go to the lowest index; keep
+``round(N (1 - ratio))`` (the released ``int(round(ratio * N))``).
+Deviation, degenerate inputs only: an already selected token is never picked again (the released code can
+re-pick one when every remaining distance is 0, i.e. duplicate tokens, and then keeps fewer distinct tokens).
+The study's copy (TianfanPeng/VLMUniPruneBench ``methods/DivPrune_PreLLM.py``) is the same rule, so there is no
+study variant. Parameters: none. Stage: pre-LLM (after the projector); the same on every family (InternVL /
+Qwen2.5-VL tokens are the pixel-shuffled / merged ones).
 """
 
 from __future__ import annotations
@@ -25,8 +32,11 @@ def max_min_diverse(x: torch.Tensor, k: int) -> torch.Tensor:
     if k <= 0:
         return torch.empty(0, dtype=torch.long, device=x.device)
     dist = 1.0 - cosine_matrix(x)
-    off_diag = dist.clone().fill_diagonal_(float("inf"))
-    first = torch.argmax(off_diag.min(dim=1).values)  # argmax returns the first maximum: ties -> lowest index
+    if n == 1:
+        return torch.zeros(1, dtype=torch.long, device=x.device)
+    # The released rule: each column's second-smallest entry (its own ~0 distance is the smallest).
+    nearest_other = torch.topk(dist, 2, dim=0, largest=False).values[1]
+    first = torch.argmax(nearest_other)  # argmax returns the first maximum: ties -> lowest index
     chosen = [first]
     nearest = dist[first].clone()  # each token's distance to the selected set
     nearest[first] = -float("inf")

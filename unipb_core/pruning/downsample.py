@@ -34,7 +34,7 @@ import torch
 from ..models.base import Downsampled, ModelInputError
 from .base import PruningMethod, Selection
 from .context import PruneContext
-from .engine import PruningError
+from .errors import PruningError
 from .registry import register
 
 

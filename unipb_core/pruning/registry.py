@@ -1,4 +1,8 @@
-"""The method registry: a tiny dict filled by ``@register`` on each method class."""
+"""The method registry: a tiny dict filled by ``@register`` on each method class.
+
+The package's ``__init__`` imports ``methods`` (every method module), so the registry is full as soon as
+``unipb_core.pruning`` (or any module in it) is imported; this module imports none of them.
+"""
 
 from __future__ import annotations
 
@@ -35,13 +39,11 @@ def register(cls: type) -> type:
 
 def available() -> list[str]:
     """Registered method names, sorted."""
-    _ensure_loaded()
     return sorted(_REGISTRY)
 
 
 def method_class(name: str) -> type:
     """The registered class for ``name``; unknown names list the valid ones and close matches."""
-    _ensure_loaded()
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
@@ -135,8 +137,3 @@ def _describe(tp: Any) -> str:
         return f"a list of {len(args)} values"
     named = {type(None): "null", bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
     return named.get(tp, getattr(tp, "__name__", str(tp)))
-
-
-def _ensure_loaded() -> None:
-    # Methods register on import; importing the package's method list fills the registry once.
-    from . import methods  # noqa: F401

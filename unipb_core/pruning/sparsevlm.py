@@ -2,9 +2,12 @@
 
 Reference: Zhang et al., "SparseVLM: Visual Token Sparsification for Efficient Vision-Language Model
 Inference", ICML 2025 (arXiv 2410.04417; code: github.com/Gumpest/SparseVLMs).
-Rule: at each stage layer K, with H = the hidden states entering layer K-1, the raters are the instruction
-tokens t whose relevance ``mean_v softmax_t(H_v . H_t)`` exceeds the mean relevance; score_i = attention
-from the raters to visual token i at layer K-1 (mean over heads and raters); keep the ``n_j`` highest.
+Authors' code: ``llava/model/language_model/modelling_sparse_llama.py`` (``LlamaModel.forward``: raters,
+``pruning_loc``, recycling) and ``score.py`` (``attn_postprocess_topk``).
+Rule: the raters are chosen once, from the LLM's input embeddings H (as the authors): the instruction tokens t
+(every token after the image) whose relevance ``mean_v softmax_t(H_v . H_t)`` exceeds the mean relevance; at
+each stage layer K, score_i = attention from the raters to visual token i at layer K-1 (mean over heads and
+raters; the authors prune layer K-1's output with its own map); keep the ``n_j`` highest.
 Recycling: of the deleted tokens, the ``int(recycle_share * deleted) + 1`` with the highest scores are
 merged into their most cosine-similar kept token (hidden states entering K; kept feature = mean of itself
 and the tokens merged into it); the other deleted tokens are dropped.
@@ -19,9 +22,9 @@ recycle_share : float
 
 Stages: intra-LLM at every layer of ``layers`` (merges). Schedule: ``schedule.geometric_counts``, the same
 layer-averaged schedule as PDrop, instead of the original's rank-based counts (see ``docs/methods.md``).
-Category "hybrid" is the study's (inferred) label: nothing leaves before the LLM; the original's only
-pre-LLM computation is choosing the raters from the LLM's input embeddings, done here at each stage from
-layer K-1's input (the engine hands an intra stage only the inputs of layers K-1 and K).
+Category "hybrid" is the study's (inferred) label: nothing leaves before the LLM; the only pre-LLM
+computation is choosing the raters from the LLM's input embeddings (``needs_llm_input``: the engine keeps
+layer 0's input for it).
 """
 
 from __future__ import annotations
@@ -47,6 +50,13 @@ def select_raters(visual: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
     return raters if raters.numel() else torch.arange(text.shape[0], device=text.device)
 
 
+def instruction_positions(li) -> torch.Tensor:
+    """Positions of the tokens after the last visual token (the authors' ``text_token_start:``); when the image
+    ends the prompt, the last token alone."""
+    after = li.text_positions[li.text_positions > li.visual_positions.max()]
+    return after if after.numel() else li.text_positions[-1:]
+
+
 def recycle(x: torch.Tensor, keep: torch.Tensor, scores: torch.Tensor, share: float) -> torch.Tensor | None:
     """Merged features of the kept tokens, or ``None`` when nothing is recycled (see the module docstring)."""
     deleted_mask = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
@@ -69,6 +79,7 @@ class SparseVLM(PruningMethod):
     category = "hybrid"
     stage_kind = "intra"
     merges: ClassVar[bool] = True
+    needs_llm_input: ClassVar[bool] = True
     layers: tuple[int, ...] | None = None
     recycle_share: float = 0.3
 
@@ -91,12 +102,11 @@ class SparseVLM(PruningMethod):
         if ctx.n_keep >= ctx.n_visual:
             return Selection(torch.arange(ctx.n_visual, device=ctx.visual.device))
         layer = ctx.stage.layer - 1
-        prev = ctx.layer_inputs[layer]
-        instruction = prev.text_positions[prev.text_positions > prev.visual_positions.max()]
-        if instruction.numel() == 0:  # image last in the prompt: the last token is the only rater
-            instruction = prev.text_positions[-1:]
-        hidden = prev.hidden[0]
-        raters = instruction[select_raters(hidden[prev.visual_positions], hidden[instruction])]
+        prev, first = ctx.layer_inputs[layer], ctx.layer_inputs[0]
+        embeds = first.hidden[0]
+        chosen = select_raters(embeds[first.visual_positions], embeds[instruction_positions(first)])
+        # Text tokens are never dropped, so the i-th instruction token of the LLM input is the i-th one here.
+        raters = instruction_positions(prev)[chosen.to(prev.hidden.device)]
         scores = ctx.attention(raters, layer=layer).mean(dim=(0, 1))[prev.visual_positions]
         keep = top_k(scores, ctx.n_keep)
         return Selection(keep, recycle(ctx.visual, keep, scores, self.recycle_share))

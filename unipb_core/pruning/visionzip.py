@@ -1,17 +1,23 @@
 """VisionZip: dominant tokens by vision-encoder [CLS] attention plus contextual tokens merged from the rest.
 
 Reference: Yang et al., "VisionZip: Longer is Better but Not Necessary in Vision Language Models"
-(CVPR 2025, arXiv 2412.04467). Rule: dominant = the top tokens by [CLS] attention; of the remaining
-tokens (original order), every ``max(1, M // n_ctx)``-th is a contextual target (the first ``n_ctx``);
-every other remaining token is assigned to its most key-similar target (cosine); each contextual token =
-its target's features + the mean of the features assigned to it (the target alone when none).
-Parameters: ``dominant_share`` (54 / 64, the original's 54 dominant + 10 contextual at 64 tokens), giving
-``round(n_keep * dominant_share)`` dominant and the rest contextual. Stage: pre-LLM; merges.
-Deviations: the original keeps the [CLS] token as one of the dominant tokens; the LLM here never sees
-[CLS] (LLaVA drops it, InternVL drops it before pixel shuffle, Qwen2.5-VL has none), so all dominant
-tokens are patches. Merging uses the projected tokens (the original merges encoder features before the
-projector); similarity uses the feature layer's keys with heads concatenated (the original averages keys
-over heads). Per family: see ``notes_for``.
+(CVPR 2025, arXiv 2412.04467); released code: dvlab-research/VisionZip ``visionzip/clip_encoder.py``
+(``CLIPVisionTower_VisionZip.forward``) and ``visionzip/main.py`` (``dominant_num = dominant - 1``), followed rule
+for rule: ``D`` dominant tokens *counting the [CLS] token*, i.e. [CLS] plus the top ``D - 1`` patches by [CLS]
+attention; of the remaining patches (original order, ``M`` of them), every ``max(1, M // C)``-th is a contextual
+target (the first ``C``); every other remaining patch is assigned to its most key-similar target (cosine, first
+maximum on ties); each contextual token = its target's features + the mean of the features assigned to it (the
+target alone when none).
+Budget: ``D = round(n_keep * dominant_share)`` with ``dominant_share`` = 54 / 64 (the README's
+``visionzip(model, dominant=54, contextual=10)`` for 64 tokens, as a share for every budget). The LLM here
+never sees [CLS] (LLaVA drops it, InternVL drops it before pixel shuffle, Qwen2.5-VL has none), so the [CLS]
+slot cannot be filled with [CLS]: the dominant patches are exactly the released ``D - 1`` and the slot goes to
+the contextual tokens, ``C = n_keep - D + 1``.
+Nothing pruned (ratio 0): the tokens are returned unchanged (the engine's ratio-0 invariant).
+Parameters: ``dominant_share`` (54 / 64). Stage: pre-LLM; merges. Input deviations: merging uses the projected
+tokens (the released code merges the CLIP features of layer -2 before the projector); similarity uses the
+encoder keys with heads concatenated (the released code averages the raw keys over heads). Per family: see
+``notes_for``. No study variant (the study's code has no VisionZip).
 """
 
 from __future__ import annotations
@@ -59,7 +65,10 @@ class VisionZip(PruningMethod):
     needs_vision_attention: ClassVar[bool] = True
 
     def select(self, ctx: PruneContext) -> Selection:
-        n_dom = min(ctx.n_keep, round(ctx.n_keep * self.dominant_share))
+        if ctx.n_keep >= ctx.n_visual:
+            return Selection(torch.arange(ctx.n_visual, device=ctx.visual.device))
+        # D dominant tokens count [CLS]: D - 1 patches; the [CLS] slot goes to the contextual tokens.
+        n_dom = max(0, min(ctx.n_keep, round(ctx.n_keep * self.dominant_share)) - 1)
         dominant = top_k(ctx.encoder_scores(), n_dom)
         rest_mask = torch.ones(ctx.n_visual, dtype=torch.bool, device=ctx.visual.device)
         rest_mask[dominant] = False

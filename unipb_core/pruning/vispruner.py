@@ -1,14 +1,20 @@
 """VisPruner: important tokens by vision-encoder [CLS] attention, then diverse tokens by removing duplicates.
 
 Reference: Zhang et al., "Beyond Text-Visual Attention: Exploiting Visual Cues for Effective Token
-Pruning in VLMs" (VisPruner, ICCV 2025, arXiv 2412.01818). Rule: keep the ``int(n_keep * important_ratio)``
-tokens with the highest [CLS] attention; from the rest, repeatedly split the (ordered) residual list into
-even / odd positions, give each even-position token its highest cosine similarity to an odd-position token,
-and drop the ``min(8, excess)`` most similar even-position tokens, until ``n_keep`` tokens remain.
-Parameters: ``important_ratio`` (0.5, the released code's default split), ``step`` (8 duplicates dropped
-per round). Stage: pre-LLM. Deviations: similarities use the projected tokens (the original uses the
-CLIP features before the projector; cosine ranks differ slightly); an odd residual length is handled
-(the even half has one more token), where the original code fails. Per family: see ``notes_for``.
+Pruning in VLMs" (VisPruner, ICCV 2025, arXiv 2412.01818); released code: Theia-4869/VisPruner
+``llava/model/llava_arch.py`` (``encode_images``), followed rule for rule: order every token by [CLS] attention
+(descending); the first ``int(n_keep * important_ratio)`` are the important tokens; the rest form the ordered
+residual list, which is shrunk to the remaining budget by rounds that split it into even / odd positions, give
+each even-position token its highest cosine similarity to an odd-position token, drop the ``min(8, excess)``
+even-position tokens with the highest such similarity, and continue with ``even survivors (in descending
+similarity order) + odd`` (the released list order, which decides the next round's split).
+Tie rule (deterministic here, unspecified in the released ``argsort``): equal attention or equal similarity
+goes to the lower position (stable descending sorts), so float ties cannot flip a choice between runs.
+Parameters: ``important_ratio`` (0.5, the released ``--important_ratio`` default), ``step`` (8 duplicates dropped
+per round, the released constant). Stage: pre-LLM. Deviations: an odd residual length is handled (the even half
+has one more token), where the released code fails (LLaVA's 576 tokens at the standard budgets never hit it);
+input deviation: similarities use the projected tokens (the released code uses the CLIP features of layer -2
+before the projector). Per family: see ``notes_for``. No study variant (the study's code has no VisPruner).
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from .vit_common import encoder_attention_notes
 
 def remove_duplicates(features: torch.Tensor, residual: torch.Tensor, target: int, step: int) -> torch.Tensor:
     """Shrink the ordered index list ``residual`` to ``target`` tokens by bipartite duplicate removal."""
+    if target <= 0:
+        return residual[:0]
     normed = torch.nn.functional.normalize(features.float(), dim=-1)
     while (r := min(step, residual.numel() - target)) > 0:
         even, odd = residual[0::2], residual[1::2]
