@@ -19,8 +19,9 @@ from .plots import (
     plot_variance_decomposition,
 )
 from .random_baseline import DEFAULT_RANDOM_FOR, random_baseline_strength
-from .records import CELL_SCHEMA, SCHEMA, cell_scores, input_level
+from .records import cell_scores, input_level
 from .results_csv import read_results
+from .schema import CELL_SCHEMA, SCHEMA
 from .sensitivity import task_sensitivity
 from .summary import compute_findings, findings_table, views_table
 from .variance import ratio_dominance

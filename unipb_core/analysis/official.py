@@ -28,7 +28,7 @@ from unipb_core.data.dimensions import ALL_DIMENSIONS
 from unipb_core.metrics.score import SampleScore
 from unipb_core.sample import Sample
 
-from .records import require_columns
+from .schema import require_columns
 
 CELL = ["model", "method", "ratio", "seed", "dataset"]
 RECORD_COLUMNS = [*CELL, "sample_id", "correct"]

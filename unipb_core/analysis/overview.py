@@ -22,9 +22,9 @@ from .records import (
     ACCURACY_COLUMNS,
     excluded_note,
     relative_accuracy,
-    require_columns,
     usable_records,
 )
+from .schema import require_columns
 
 # The shipped tiny models' manifest (``unipb train-tiny`` writes it beside the weights). Found by path rather than
 # by importing ``unipb_core.models``, which would load torch and transformers just to read a JSON file.

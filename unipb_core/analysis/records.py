@@ -15,69 +15,21 @@ import pandas as pd
 
 from . import naming
 from .naming import VANILLA
+from .official import headline_scores
+from .schema import CELL_SCHEMA, SCHEMA, require_columns
 
 VANILLA_EPS = 1e-9  # a vanilla accuracy at or below this makes relative accuracy undefined (NaN)
 
-SCHEMA: dict[str, str] = {
-    "model": "str, model spec such as 'tiny:llava'",
-    "method": "str, pruning method key; 'vanilla' is the unpruned baseline",
-    "category": "str, optional: 'baseline' | 'random' | 'vit' | 'llm' | 'hybrid' (default from the method name)",
-    "ratio": "float, share of visual tokens removed (0.0 for vanilla)",
-    "seed": "int, selection seed",
-    "dataset": "str, dataset key",
-    "dimension": "str, ability dimension (comprehensive, ocr, multidisciplinary, hallucination, math, instruction)",
-    "sample_id": "str, sample id within its dataset",
-    "correct": "float in [0, 1], per-sample score",
-    "parsed": "bool, whether an answer could be extracted",
-    "prediction": "str, the model's answer text",
-    "t_prefill": "float seconds, first forward pass",
-    "t_llm_prefill": "float seconds, decoder layers of the first forward pass",
-    "t_total": "float seconds, whole sample",
-    "t_method": "float seconds, the pruning routine",
-    "flops": "float, analytic FLOPs",
-    "error": "optional; None when the sample ran, else the error text (such rows are excluded and counted)",
-}
-
-CELL_SCHEMA: dict[str, str] = {
-    "model": "str, model name",
-    "method": "str, method name; aliases such as 'Random (ViT)' or 'random-pre' are mapped (analysis.naming)",
-    "ratio": "float, share of visual tokens removed (0 or empty for the unpruned baseline)",
-    "seed": "int, optional (default 0)",
-    "dataset": "str, dataset key",
-    "dimension": "str, optional; default from the dataset key (data.DATASET_DIMENSION)",
-    "score": "float in [0, 1], the cell's score",
-    "n": "int, optional, samples behind the score (enables unpaired per-cell tests)",
-    "category": "str, optional: baseline | random | vit | llm | hybrid; default from the method registry",
-    "chance": "float in [0, 1], optional, the score of guessing (default analysis.naming.CHANCE)",
-}
 SAMPLES = "per-sample records"
 CELLS = "cell-level results"
 # How a cell's score is made from its per-sample rows (see ``cell_scores``); verdicts quote it.
-CELL_SCORE = "mean per-sample score"
+CELL_SCORE = (
+    "each dataset's official headline metric on a 0-1 scale (analysis.official); the mean per-sample score for "
+    "datasets this workbook does not know or records without the sample fields the official metric needs"
+)
 
 CELL_KEYS = ["model", "method", "category", "ratio", "seed", "dataset"]
 ACCURACY_COLUMNS = [*CELL_KEYS, "sample_id", "correct", "error"]
-
-
-def require_columns(df: pd.DataFrame, columns: Iterable[str]) -> None:
-    """Fail early, naming the missing columns and the accepted schema.
-
-    Raises
-    ------
-    TypeError
-        If ``df`` is not a DataFrame.
-    ValueError
-        If any of ``columns`` is absent.
-    """
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"records must be a pandas DataFrame, got {type(df).__name__}")
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        schema = "; ".join(f"{name}: {desc}" for name, desc in SCHEMA.items())
-        raise ValueError(
-            f"records are missing column(s) {missing}. Accepted schema, one row per "
-            f"(model, method, ratio, seed, dataset, sample_id): {schema}"
-        )
 
 
 def usable_records(df: pd.DataFrame, columns: Iterable[str], *, scored: bool = True) -> tuple[pd.DataFrame, int]:
@@ -182,13 +134,49 @@ def input_level(df: pd.DataFrame) -> str:
 def cell_scores(records: pd.DataFrame) -> pd.DataFrame:
     """Per-sample records -> one score per (model, method, ratio, seed, dataset) cell.
 
-    The one place where per-sample rows become cell scores: today the mean of ``correct`` (``CELL_SCORE``).
-    Columns ``model, method, ratio, seed, dataset, dimension, score, n`` (``n`` = scored samples).
+    The one place where per-sample rows become cell scores (``CELL_SCORE``): the dataset's official headline
+    metric mapped to 0..1 (``official.headline_scores``: MME's total / 2800, MMBench's CircularEval, POPE's F1,
+    ...), so that a relative score is the one a published table gives, not the row mean. Datasets outside the
+    registry (records from another harness), and records without the sample fields an official aggregate needs
+    (a hand-made frame), keep the mean per-sample score. Two stored configs with the same
+    cell key are pooled (mean weighted by samples). Columns ``model, method, ratio, seed, dataset, dimension,
+    score, n`` (``n`` = scored samples).
     """
     recs = records.assign(dimension=_dimensions(records))
     keys = ["model", "method", "ratio", "seed", "dataset", "dimension"]
-    out = recs.groupby(keys, sort=True, dropna=False).agg(score=("correct", "mean"), n=("correct", "size"))
-    return out.reset_index()
+    known = recs.groupby("dataset", sort=False)["dataset"].transform(lambda d: _has_official_inputs(recs.loc[d.index]))
+    known = known.astype(bool)
+    parts = []
+    if known.any():
+        official = headline_scores(recs[known].drop(columns=["category"], errors="ignore"))
+        dims = recs[known].drop_duplicates(keys[:-1]).set_index(keys[:-1])["dimension"]
+        official["dimension"] = official.set_index(keys[:-1]).index.map(dims)
+        parts.append(official[[*keys, "score", "n"]])
+    if not known.all():
+        mean = recs[~known].groupby(keys, sort=True, dropna=False).agg(score=("correct", "mean"), n=("correct", "size"))
+        parts.append(mean.reset_index())
+    cells = pd.concat(parts, ignore_index=True)
+    cells["weighted"] = cells["score"] * cells["n"]
+    pooled = cells.groupby(keys, sort=True, dropna=False).agg(weighted=("weighted", "sum"), n=("n", "sum"))
+    pooled["score"] = pooled["weighted"] / pooled["n"]
+    return pooled.reset_index()[[*keys, "score", "n"]]
+
+
+def _has_official_inputs(rows: pd.DataFrame) -> bool:
+    """Whether one dataset's records can give its official metric: a registered dataset whose records carry
+    the sample fields its aggregate needs (the store writes them; a hand-made frame may not)."""
+    from unipb_core import data
+
+    name = str(rows["dataset"].iloc[0]).split("/")[0]
+    if name not in data.available():
+        return False
+    needs = data.get(name).aggregate_needs
+    if not needs:
+        return True
+    if "score" not in rows:
+        return False
+    metas = [fields.get("meta") if isinstance(fields, dict) else None for fields in rows["score"]]
+    return all(isinstance(meta, dict) and all(k in meta for k in needs) for meta in metas)
 
 
 class Inputs(NamedTuple):
@@ -284,7 +272,7 @@ def _require_cell_columns(df: pd.DataFrame) -> None:
 
 def _dimensions(frame: pd.DataFrame) -> pd.Series:
     """The dimension column, lower-cased; where absent or empty, the dataset's dimension (or "")."""
-    from unipb_core.data.dimensions import DATASET_DIMENSION
+    from unipb_core.data import DATASET_DIMENSION
 
     keys = frame["dataset"].map(naming.dataset_key)
     default = keys.map(lambda d: DATASET_DIMENSION.get(d, d.partition("/")[2]))

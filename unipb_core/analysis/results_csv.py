@@ -12,7 +12,8 @@ from collections.abc import Mapping
 import pandas as pd
 
 from . import naming
-from .records import CELL_SCHEMA, SCHEMA, input_level
+from .records import input_level
+from .schema import CELL_SCHEMA, SCHEMA
 
 
 def read_results(
