@@ -1,9 +1,12 @@
-"""Runner, grid and CLI: records, resume after SIGKILL, params validation, Ray == local, timing nesting."""
+"""Runner, grid and CLI: records, resume after SIGKILL, leases and concurrent runs, exit status on failed
+samples, Ray == local (and a finished grid is skipped before anything loads), timing nesting."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -51,32 +54,7 @@ def test_grid_always_adds_vanilla_and_seeded_random():
     assert len(cells) == 2 * (1 + 2 * 3)
 
 
-@pytest.mark.parametrize(
-    "bad,message",
-    [
-        ({"model": ["tiny:llava"]}, r"'model' is not accepted.*Did you mean: models"),
-        ({"models": ["tiny:lava"]}, r"'tiny:lava' is not accepted.*Did you mean: tiny:llava"),
-        ({"methods": ["fastvv"]}, r"'methods': 'fastvv' is not accepted"),
-        ({"datasets": ["popee"]}, r"'datasets': 'popee'.*Did you mean: pope"),
-        ({"dimensions": ["ocrr"]}, r"'dimensions': 'ocrr'.*Did you mean: ocr"),
-        ({"ratios": [1.2]}, r"'ratios': 1.2 is outside \[0, 1\)"),
-        ({"seeds": []}, r"'seeds'"),
-        ({"limit": 0}, r"'limit'"),
-        ({"executor": "slurm"}, r"'executor': 'slurm'.*Accepted: local, ray"),
-        (
-            {"method_params": {"random_intra": {"lyer": 3}}},
-            r"'method_params'.*unknown parameter.*lyer; accepted: layer",
-        ),
-        (
-            {"methods": ["fastv"], "method_params": {"fastvv": {}}},
-            r"'method_params': 'fastvv' is not accepted.*Did you mean: fastv",
-        ),
-    ],
-)
-def test_bad_params_are_rejected_before_any_model_loads(tmp_path, monkeypatch, bad, message):
-    monkeypatch.setattr("unipb_core.models.load_model", lambda *a, **k: pytest.fail("a model was loaded"))
-    with pytest.raises(ParamsError, match=message):
-        load_params(_write_params(tmp_path, **bad))
+# The table of bad params (each one error line, exit 2, nothing written) is tests/test_bad_inputs.py.
 
 
 def test_trained_and_random_tiny_specs_are_both_accepted(tmp_path):
@@ -151,14 +129,83 @@ def test_kill_and_resume_loses_and_duplicates_nothing(tmp_path):
         assert got.equals(expected)
 
 
-def test_ray_executor_gives_the_same_records(tmp_path):
+def test_ray_executor_gives_the_same_records_and_skips_finished_cells_before_loading(tmp_path, monkeypatch):
     pytest.importorskip("ray")
     local_dir, ray_dir = tmp_path / "local", tmp_path / "ray"
     local_dir.mkdir(), ray_dir.mkdir()
     small = {**SMALL, "dimensions": ["ocr"], "limit": 2}
     grid.run(validate({**small, "store": str(local_dir / "store.sqlite")}), progress=False)
-    grid.run(validate({**small, "store": str(ray_dir / "store.sqlite"), "executor": "ray"}), progress=False)
+    ray_params = validate({**small, "store": str(ray_dir / "store.sqlite"), "executor": "ray"})
+    first = grid.run(ray_params, progress=False)
     assert _records(ray_dir / "store.sqlite").equals(_records(local_dir / "store.sqlite"))
+    assert grid.summarize(first)["computed"] == 3 * 2
+
+    # A rerun of the finished grid loads no model, reads no data and does not start Ray.
+    import ray
+
+    monkeypatch.setattr("unipb_core.models.load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    monkeypatch.setattr("unipb_core.runner.load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    monkeypatch.setattr("unipb_core.runner.load_cell_samples", lambda *a, **k: pytest.fail("data was loaded"))
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray was started"))
+    again = grid.run(ray_params, progress=False)
+    assert [r.config_hash for r in again] == [r.config_hash for r in first]
+    assert grid.summarize(again) | {"errors": []} == grid.summarize(first) | {"computed": 0, "skipped": 6}
+    # The task itself checks before loading too (for cells another run finished after the driver looked).
+    skipped = grid._ray_cell(expand(ray_params)[0], ResultStore(ray_dir / "store.sqlite"), False)
+    assert (skipped.n_skipped, skipped.n_new) == (2, 0)
+
+
+def test_failed_samples_give_exit_1_with_a_summary_and_keep_going_runs_every_cell(tmp_path, monkeypatch, capsys):
+    from unipb_core import cli, runner
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated CUDA OOM\nsecond line")
+
+    monkeypatch.setattr(runner, "evaluate_sample", broken)
+    params = _write_params(tmp_path, dimensions=["ocr"], limit=2)  # 3 cells x 2 samples
+    assert cli.main(["run", "--quiet", str(params)]) == 1
+    out, err = capsys.readouterr()
+    assert "samples: 0 computed, 0 skipped (already stored), 1 failed" in out
+    assert "error: 1 sample(s) failed in 1 cell(s) (stopped at the first failure" in err
+    assert "RuntimeError: simulated CUDA OOM" in err and "second line" not in err
+    assert cli.main(["run", "--quiet", "--keep-going", str(params)]) == 1
+    out, err = capsys.readouterr()
+    assert "0 computed, 0 skipped (already stored), 6 failed; 3 cells" in out
+    assert "6 sample(s) failed in 3 cell(s)\n" in err and err.count("simulated CUDA OOM") == 1  # distinct only
+    frame = ResultStore(tmp_path / "store.sqlite").frame()
+    assert len(frame) == 6 and frame["error"].notna().all()
+    monkeypatch.undo()
+    assert cli.main(["run", "--quiet", str(params)]) == 0  # the rerun retries the failed samples
+    assert "6 computed, 0 skipped" in capsys.readouterr().out
+
+
+def test_a_sample_another_run_holds_is_left_to_it_until_its_lease_ends(tmp_path):
+    store = ResultStore(tmp_path / "s.sqlite")
+    cell = Cell(model="tiny:llava", method="vanilla", ratio=0.0, seed=0, dataset="synthetic", dimension="ocr", limit=1)
+    key = evaluate_cell(cell, store, progress=False).config_hash  # the hash does not depend on the limit
+    bigger = dataclasses.replace(cell, limit=3)
+    second = "test-s0-ocr-00001"
+    assert store.claim(key, second, owner="other-host:1:t", ttl_s=600) == "claimed"
+    held = evaluate_cell(bigger, store, progress=False)
+    assert (held.n_skipped, held.n_new, held.n_busy) == (1, 1, 1)
+    assert second not in store.done_ids(key)
+    assert store.claim(key, second, owner="other-host:1:t", ttl_s=-1) == "claimed"  # its lease has run out
+    freed = evaluate_cell(bigger, store, progress=False)
+    assert (freed.n_skipped, freed.n_new, freed.n_busy) == (2, 1, 0)
+    assert store.done_ids(key) == {"test-s0-ocr-00000", second, "test-s0-ocr-00002"}
+
+
+def test_two_concurrent_runs_compute_each_sample_once(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    params = _write_params(tmp_path, dimensions=["ocr"], limit=4)  # 3 cells x 4 samples
+    cmd = [sys.executable, "-m", "unipb_core.cli", "run", "--quiet", str(params)]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in "ab"]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    computed = [int(re.search(r"samples: (\d+) computed", out).group(1)) for out, _ in outs]
+    assert sum(computed) == 12, outs
+    frame = ResultStore(tmp_path / "store.sqlite").frame()
+    assert len(frame) == 12 and frame["error"].isna().all()
 
 
 @pytest.mark.parametrize("method", ["random_pre", "fastv", "pdrop"])
@@ -174,6 +221,18 @@ def test_timing_intervals_nest_for_every_stage(tmp_path, method):
         assert t["prefill"] + t["decode"] <= t["total"]
 
 
+def test_the_grid_bar_counts_computed_skipped_failed_and_estimates_from_computed_samples(capsys):
+    bar = grid._Progress(10, "grid", enabled=True)
+    bar("skipped", 6)
+    assert "left" not in bar.bar.postfix  # nothing computed yet: no rate to estimate from
+    bar("computed")
+    bar("failed")
+    bar.close()
+    final = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "8/10" in final and "computed=1" in final and "skipped=6" in final and "failed=1" in final
+    assert "left=" in final and "busy" not in final
+
+
 def test_unipb_run_prints_one_summary_row_per_cell_with_new_and_skipped(tmp_path, capsys):
     """The one cell summary (runner.cell_summary) behind `unipb run`: a re-run evaluates nothing new."""
     from unipb_core import cli
@@ -184,9 +243,16 @@ def test_unipb_run_prints_one_summary_row_per_cell_with_new_and_skipped(tmp_path
     first = capsys.readouterr().out.splitlines()
     assert cli.main(["run", str(params), "--quiet"]) == 0
     second = capsys.readouterr().out.splitlines()
+    assert second[0] == f"{n_cells} cells, {n_cells} already complete -> {tmp_path / 'store.sqlite'} (executor: local)"
     header = first[1].split()
     assert header[:8] == ["model", "method", "ratio", "seed", "dataset", "samples", "new", "errors"]
     assert {"accuracy", "parsed", "kept_visual", "prefill_ms"} <= set(header)
-    rows = [line.split() for line in first[2:]]
+    rows = [line.split() for line in first[2 : 2 + n_cells]]
     assert len(rows) == n_cells and all(row[5:7] == ["2", "2"] for row in rows)  # every sample new
-    assert all(line.split()[5:7] == ["2", "0"] for line in second[2:])  # all skipped on the re-run
+    assert all(line.split()[5:7] == ["2", "0"] for line in second[2 : 2 + n_cells])  # all skipped on the re-run
+    assert first[2 + n_cells :] == [
+        f"samples: {2 * n_cells} computed, 0 skipped (already stored), 0 failed; {n_cells} cells"
+    ]
+    assert second[2 + n_cells :] == [
+        f"samples: 0 computed, {2 * n_cells} skipped (already stored), 0 failed; {n_cells} cells"
+    ]

@@ -143,7 +143,7 @@ def test_journal_mode_can_be_disabled(tmp_path):
     s.register_cell(HASH, CONFIG, {})
     s.write(HASH, record("a"))
     assert s._read("PRAGMA journal_mode")[0][0] == "delete"
-    assert ResultStore(tmp_path / "r.sqlite")._read("PRAGMA journal_mode")[0][0] == "wal"
+    assert ResultStore(tmp_path / "r.sqlite").create()._read("PRAGMA journal_mode")[0][0] == "wal"
 
 
 # --- crash safety and concurrency, with real processes -------------------------------------------------------
@@ -203,7 +203,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, reference):
 
 def test_concurrent_writers_leave_a_consistent_store(tmp_path, reference):
     path = tmp_path / "shared.sqlite"
-    ResultStore(path).done_ids("none")  # create the file, so both writers race on records, not on creation
+    ResultStore(path).create()  # create the file, so both writers race on records, not on creation
     writers = [_writer(path, 0, 200, "--wait"), _writer(path, 100, 300, "--reverse", "--wait")]
     for proc in writers:  # the ids overlap on 100..199, where the writers meet head-on
         assert proc.stdout.readline().strip() == "ready"
@@ -222,3 +222,102 @@ def test_concurrent_first_open_creates_schema_once(tmp_path):
     for proc in writers:
         _finish(proc)
     _check_consistent(path, 75)
+
+
+# --- reading never creates; write-path checks -----------------------------------------------------------------
+
+
+def test_reads_never_create_a_store(tmp_path):
+    from unipb_core.store import StoreError
+
+    missing = tmp_path / "sub" / "typo.sqlite"
+    for read in (lambda s: s.frame(), lambda s: s.cells(), lambda s: s.done_ids(HASH)):
+        with pytest.raises(StoreError, match=r"no results store at .*typo\.sqlite"):
+            read(ResultStore(missing))
+    assert ResultStore(missing).completed(["k"]) == {}
+    assert not missing.parent.exists()
+    with pytest.raises(StoreError, match="is a directory"):
+        ResultStore.open(tmp_path)
+    (tmp_path / "notes.txt").write_text("not a database")
+    with pytest.raises(StoreError, match="not an SQLite database"):
+        ResultStore.open(tmp_path / "notes.txt")
+    with sqlite3.connect(tmp_path / "other.sqlite") as conn:
+        conn.execute("CREATE TABLE t (x)")
+    with pytest.raises(StoreError, match="not a results store"):
+        ResultStore.open(tmp_path / "other.sqlite")
+    assert (tmp_path / "notes.txt").read_text() == "not a database"
+
+
+def test_check_writable_names_the_problem_and_writes_nothing(tmp_path):
+    from unipb_core.store import StoreError, check_writable
+
+    check_writable(tmp_path / "new" / "deeper" / "s.sqlite")  # folders are created by the first write
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "text.sqlite").write_text("hello")
+    for path, message in [
+        (tmp_path, "is a directory"),
+        (tmp_path / "file" / "s.sqlite", "which is a file"),
+        (tmp_path / "text.sqlite", "not an SQLite database"),
+        (":memory:", "needs a file path"),
+    ]:
+        with pytest.raises(StoreError, match=message):
+            check_writable(path)
+        with pytest.raises(StoreError, match=message):
+            ResultStore(path).register_cell(HASH, CONFIG, {}) if str(path) != ":memory:" else ResultStore(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "text.sqlite"]
+
+
+# --- leases and completion marks ------------------------------------------------------------------------------
+
+
+def test_claims_leave_a_sample_to_its_live_owner_until_the_lease_ends(store):
+    assert store.claim(HASH, "a", owner="hostA:1:x") == "claimed"
+    assert store.claim(HASH, "a", owner="hostB:2:y") == "busy"  # another host: its lease counts until expiry
+    assert store.claim(HASH, "a", owner="hostA:1:x") == "claimed"  # the owner may renew
+    assert store.claim(HASH, "b", owner="hostA:1:x", ttl_s=-1) == "claimed"
+    assert store.claim(HASH, "b", owner="hostB:2:y") == "claimed"  # expired: taken over
+    store.write(HASH, record("a"))  # writing the record releases the lease
+    assert store._read("SELECT sample_id FROM leases") == [("b",)]
+    assert store.claim(HASH, "a", owner="hostB:2:y") == "done"
+    store.write(HASH, record("c", error="boom"))
+    assert store.claim(HASH, "c", owner="hostB:2:y") == "claimed"  # a failed sample is claimed again (retried)
+    assert store.release(HASH, owner="hostB:2:y") == 2
+    assert store._read("SELECT COUNT(*) FROM leases")[0][0] == 0
+
+
+def test_a_dead_process_lease_on_this_host_is_taken_over_at_once(store):
+    import socket
+
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = f"{socket.gethostname()}:{int(proc.stdout)}:gone"
+    alive = f"{socket.gethostname()}:{os.getpid()}:other-token"
+    assert store.claim(HASH, "a", owner=dead) == "claimed"
+    assert store.claim(HASH, "a") == "claimed"  # pid not running: its lease is void
+    assert store.claim(HASH, "b", owner=alive) == "claimed"
+    assert store.claim(HASH, "b", owner="elsewhere:1:z") == "busy"
+
+
+def test_completion_marks_count_only_while_the_records_are_there(store):
+    store.write(HASH, record("a"))
+    store.write(HASH, record("b", error="boom"))
+    store.mark_complete("key1", HASH, 1)
+    store.mark_complete("key2", HASH, 2)  # two successful records needed, only one there
+    assert store.completed(["key1", "key2", "key3"]) == {"key1": (HASH, 1)}
+
+
+def test_an_empty_file_is_a_new_store_and_another_apps_database_is_refused(tmp_path):
+    from unipb_core.store import StoreError
+
+    empty = tmp_path / "touched.sqlite"
+    empty.touch()
+    assert ResultStore(empty).completed(["k"]) == {}
+    assert ResultStore(empty).register_cell(HASH, CONFIG, {})
+    with sqlite3.connect(tmp_path / "app.sqlite") as conn:
+        conn.execute("CREATE TABLE t (x)")
+    with pytest.raises(StoreError, match="not a results store"):
+        ResultStore(tmp_path / "app.sqlite").completed(["k"])
+    with pytest.raises(StoreError, match="not a results store"):
+        ResultStore(tmp_path / "app.sqlite").register_cell(HASH, CONFIG, {})
+    with sqlite3.connect(tmp_path / "app.sqlite") as conn:  # untouched: same tables, same journal mode
+        assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["t"]
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"

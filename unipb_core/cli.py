@@ -50,20 +50,35 @@ def summary_text(summary) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run a params grid into the store (resumable), then print a summary table."""
-    from .grid import ParamsError, expand, load_params, run
+    """Run a params grid into the store (resumable), then print a summary table and the run's counts.
+
+    Exit status: 0 when every sample of the grid is recorded without error, 1 when a sample failed (the
+    failures are recorded; a rerun retries them), 2 for a user error found before any sample ran.
+    """
+    from .grid import execute, load_params, prepare, summarize
     from .runner import cell_summary
     from .store import ResultStore
 
-    try:
-        params = load_params(args.params, executor=args.executor, limit=args.limit, store=args.store)
-    except (ParamsError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"{len(expand(params))} cells -> {params.store} (executor: {params.executor})")
-    results = run(params, progress=not args.quiet)
-    print(summary_text(cell_summary(results, ResultStore(params.store))))
-    return 0
+    params = load_params(args.params, executor=args.executor, limit=args.limit, store=args.store)
+    plan = prepare(params)  # every user error surfaces here, before a model loads or anything is written
+    done = f", {len(plan.done)} already complete" if plan.done else ""
+    print(f"{len(plan.cells)} cells{done} -> {params.store} (executor: {params.executor})", flush=True)
+    results = execute(plan, progress=not args.quiet, keep_going=args.keep_going)
+    print(summary_text(cell_summary(results, ResultStore.open(params.store))))
+    counts = summarize(results)
+    busy = f", {counts['busy']} left to another run on this store" if counts["busy"] else ""
+    print(
+        f"samples: {counts['computed']} computed, {counts['skipped']} skipped (already stored), "
+        f"{counts['failed']} failed{busy}; {counts['cells']} cells"
+    )
+    if not counts["failed"]:
+        return 0
+    stop = " (stopped at the first failure; --keep-going runs every cell)" if counts["stopped"] else ""
+    print(f"error: {counts['failed']} sample(s) failed in {counts['failed_cells']} cell(s){stop}", file=sys.stderr)
+    for message in counts["errors"]:
+        print(f"  {message}", file=sys.stderr)
+    print("the errors are recorded in the store; a rerun retries the failed samples", file=sys.stderr)
+    return 1
 
 
 def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
@@ -161,17 +176,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     import pandas as pd
     from papermill import PapermillExecutionError
 
-    from .grid import ParamsError
-    from .report import run_report
+    from .grid import load_params, prepare
+    from .report import from_root, run_report
 
+    # The whole grid is checked here, before papermill starts a kernel: a user error is one line, exit 2.
+    prepare(load_params(args.params, store=args.store))
     try:
         html = run_report(args.params, out_dir=args.out, store=args.store, progress=not args.quiet)
-    except ParamsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except PapermillExecutionError as exc:
         print(f"error: a notebook failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}", file=sys.stderr)
-        print(f"the partial notebook is kept under {args.out}/ (runs/ or analysis.ipynb)", file=sys.stderr)
+        print(f"the partial notebook is kept under {from_root(args.out)}/ (runs/ or analysis.ipynb)", file=sys.stderr)
         return 1
     for row in pd.read_csv(html.parent / "tables" / "findings.csv").itertuples():
         print(f"[{row.status}] {row.finding}: {row.verdict}")
@@ -198,19 +212,31 @@ def cmd_train_tiny(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unipb", description="UniPruneBench workbook")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    # --debug is accepted after the command too; SUPPRESS keeps a subcommand from resetting the top-level value.
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="load each tiny model family and answer one sample")
+    demo = sub.add_parser("demo", parents=[debug], help="load each tiny model family and answer one sample")
     demo.add_argument("--max-new-tokens", type=int, default=8, help="tokens to generate per answer")
     demo.set_defaults(func=cmd_demo)
-    run = sub.add_parser("run", help="run a params grid into the results store (skips finished samples)")
+    run = sub.add_parser(
+        "run", parents=[debug], help="run a params grid into the results store (skips finished samples)"
+    )
     run.add_argument("params", help="params YAML, e.g. params/smoke.yaml")
     run.add_argument("--executor", choices=["local", "ray"], default=None, help="override the params' executor")
     run.add_argument("--limit", type=int, default=None, help="override samples per dataset (synthetic: per dimension)")
     run.add_argument("--store", default=None, help="override the results store path")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="run every cell even when samples fail (default: stop at the first failed sample); exit 1 either way",
+    )
     run.set_defaults(func=cmd_run)
     findings = sub.add_parser(
         "findings",
+        parents=[debug],
         help="compute the four findings from a results store or an external results CSV",
         description=(
             "Compute the study's four findings (random baseline, no single winner, task sensitivity, ratio "
@@ -237,13 +263,17 @@ def build_parser() -> argparse.ArgumentParser:
                           "--results table into DIR (analysis.html, figures/, tables/)")  # fmt: skip
     findings.add_argument("--quiet", action="store_true", help="no progress lines")
     findings.set_defaults(func=cmd_findings)
-    report = sub.add_parser("report", help="run a grid through the notebooks and render reports/analysis.html")
+    report = sub.add_parser(
+        "report", parents=[debug], help="run a grid through the notebooks and render reports/analysis.html"
+    )
     report.add_argument("params", nargs="?", default="params/smoke.yaml", help="params YAML (default: the smoke grid)")
     report.add_argument("--out", default="reports", help="output folder: runs/, figures/, tables/, analysis.html")
     report.add_argument("--store", default=None, help="override the results store path")
     report.add_argument("--quiet", action="store_true", help="no progress bars")
     report.set_defaults(func=cmd_report)
-    train_tiny = sub.add_parser("train-tiny", help="train one tiny model family on the synthetic suite (CPU)")
+    train_tiny = sub.add_parser(
+        "train-tiny", parents=[debug], help="train one tiny model family on the synthetic suite (CPU)"
+    )
     train_tiny.add_argument("--family", required=True, help="llava, internvl or qwen2_5_vl")
     train_tiny.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the family's budget)")
     train_tiny.add_argument("--seed", type=int, default=None, help="seeds the weights and the data (default 0)")
@@ -254,9 +284,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean a user mistake (bad params, paths, names): one line, exit 2."""
+    from .grid import ParamsError
+    from .models.loading import MissingWeightsError, UnknownModelError
+    from .pruning import UnknownMethodError
+    from .store import StoreError
+
+    return ParamsError, StoreError, UnknownModelError, UnknownMethodError, MissingWeightsError
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a command. User errors print ``error: <one line>`` and exit 2; any other exception prints one line
+    too and exits 1. ``--debug`` shows the traceback instead."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted (finished samples are kept; a rerun resumes)", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        user = isinstance(exc, _user_errors())
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        if not user:
+            message = f"{type(exc).__name__}: {message} (unexpected; rerun with --debug for the traceback)"
+        print(f"error: {message}", file=sys.stderr)
+        return 2 if user else 1
 
 
 if __name__ == "__main__":

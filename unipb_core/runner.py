@@ -2,14 +2,23 @@
 
 Every sample becomes one record, written as soon as it is scored; samples already recorded for the cell's
 config hash are skipped, so a killed run resumes at its next sample and never duplicates one. A sample that
-raises is recorded with its error text and the cell goes on.
+raises is recorded with its error text and the cell goes on (or stops, with ``stop_on_error``).
+
+Work is not repeated: each sample is claimed in the store (a lease) before it is computed, so concurrent runs
+on one store split the samples between them; and a cell whose samples are all recorded is marked complete
+under its run key (``cell_key``: the cell's settings plus cheap fingerprints of the checkpoint files and local
+data files), so a rerun skips it before loading a model or a dataset.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -21,6 +30,7 @@ from .environment import environment_record
 from .flops import LMDims, prefill_flops
 from .instrument import instrument
 from .models import FamilyAdapter, load_model
+from .models.loading import TINY_RANDOM_SPECS, TINY_SPECS, ensure_tiny, trained_tiny_dir
 from .pruning import PruningEngine, get, method_class
 from .store import ResultStore
 from .timing import SampleTimer
@@ -163,19 +173,85 @@ def load_cell_samples(cell: Cell) -> list[data.Sample]:
     )
 
 
+def checkpoint_dir(spec: str) -> Path | None:
+    """The local folder a model spec loads from, without loading it (None: a hub id not in the local cache).
+
+    Raises the loader's errors for a tiny spec whose weights are missing.
+    """
+    if spec in TINY_SPECS:
+        return trained_tiny_dir(spec.split(":", 1)[1])
+    if spec in TINY_RANDOM_SPECS:
+        return ensure_tiny(spec.split(":", 1)[1])
+    if Path(spec).is_dir():
+        return Path(spec)
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(spec, "config.json")
+    return Path(cached).parent if isinstance(cached, str) else None
+
+
+def _files_fingerprint(path: Path) -> str:
+    """Names, sizes and modification times of the files under ``path`` (cheap: no file is read)."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        digest.update(f"{f.relative_to(path) if f != path else f.name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def cell_key(cell: Cell) -> str | None:
+    """A cell's run key: what decides its config hash that is known before the model loads.
+
+    Hashes the cell's settings, the package and dataset versions, the resolved dtype, and fingerprints of the
+    checkpoint folder and of a local data path (names, sizes, mtimes). None when the checkpoint is a hub id
+    that is not in the local cache: such a cell is never skipped early. Hub data without a pinned revision is
+    identified by its name only, so pin ``revisions`` to pick up an updated hub dataset.
+    """
+    folder = checkpoint_dir(cell.model)
+    if folder is None:
+        return None
+    dtype = cell.dtype or ("bfloat16" if torch.cuda.is_available() else "float32")  # load_model's default
+    data_fp = _files_fingerprint(Path(cell.data_path)) if cell.data_path and Path(cell.data_path).exists() else None
+    payload = {
+        "cell": asdict(cell), "dtype": dtype, "checkpoint": _files_fingerprint(folder), "data": data_fp,
+        "dataset_version": data.get(cell.dataset).version, "code_version": __version__,
+    }  # fmt: skip
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
 @dataclass
 class CellResult:
-    """What one ``evaluate_cell`` call did."""
+    """What one ``evaluate_cell`` call did.
+
+    ``n_new`` samples were computed by this call (``n_errors`` of them failed); ``n_skipped`` were already
+    recorded; ``n_busy`` were being computed by another run (their leases were live). ``errors`` holds the
+    first line of the first distinct error messages; ``stopped`` is True when ``stop_on_error`` ended the cell
+    early.
+    """
 
     cell: Cell
     config_hash: str
     n_samples: int
     n_new: int
     n_errors: int
+    n_skipped: int = 0
+    n_busy: int = 0
+    errors: list[str] = field(default_factory=list)
+    stopped: bool = False
+
+    @property
+    def n_computed(self) -> int:
+        """Samples this call computed successfully."""
+        return self.n_new - self.n_errors
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self.cell), "config_hash": self.config_hash, "n_samples": self.n_samples,
-                "n_new": self.n_new, "n_errors": self.n_errors}  # fmt: skip
+                "n_new": self.n_new, "n_errors": self.n_errors, "n_skipped": self.n_skipped, "n_busy": self.n_busy,
+                "errors": list(self.errors), "stopped": self.stopped}  # fmt: skip
+
+
+MAX_ERRORS_KEPT = 3  # distinct error messages a CellResult keeps for the run summary
 
 
 def evaluate_cell(
@@ -184,8 +260,25 @@ def evaluate_cell(
     model: FamilyAdapter | None = None,
     samples: list[data.Sample] | None = None,
     progress: bool = True,
+    stop_on_error: bool = False,
+    on_sample: Callable[[str], None] | None = None,
 ) -> CellResult:
-    """Evaluate every not-yet-recorded sample of ``cell`` into ``store``."""
+    """Evaluate every not-yet-recorded sample of ``cell`` into ``store``.
+
+    A cell marked complete under its ``cell_key`` returns at once, before a model or dataset loads. Each
+    other sample is claimed first (``ResultStore.claim``): recorded ones are skipped, ones another run is
+    computing are left to it (and retried once at the end of the cell, in case that run died). A sample that
+    raises is recorded with its error; with ``stop_on_error`` the cell then stops. ``on_sample`` is called
+    with ``"computed"``, ``"failed"``, ``"skipped"`` or ``"busy"`` per sample (for a grid-wide progress bar).
+    """
+    run_key = cell_key(cell)
+    marked = store.completed([run_key]) if run_key else {}
+    if run_key in marked:
+        stored_hash, n = marked[run_key]
+        for _ in range(n):
+            if on_sample:
+                on_sample("skipped")
+        return CellResult(cell, stored_hash, n, 0, 0, n_skipped=n)
     model = model or load_model(cell.model, dtype=cell.dtype, attn_implementation=cell.attn_implementation)
     spec = data.get(cell.dataset)
     samples = samples if samples is not None else load_cell_samples(cell)
@@ -194,25 +287,79 @@ def evaluate_cell(
     store.register_cell(key, config, environment_record(model.model))
     done = store.done_ids(key)
     todo = [s for s in samples if s.id not in done]
+    result = CellResult(cell, key, len(samples), 0, 0, n_skipped=len(samples) - len(todo))
+    for _ in range(result.n_skipped):
+        if on_sample:
+            on_sample("skipped")
     max_new = _max_new_tokens(cell, spec)
-    n_errors = 0
     engine_cm = (
         contextlib.nullcontext(None)
         if cell.method == VANILLA
         else PruningEngine(model, get(cell.method, **cell.method_params), cell.ratio, cell.seed, cell.positions)
     )
-    with engine_cm as engine, torch.inference_mode():
-        for sample in tqdm(todo, desc=cell.label, disable=not progress, leave=False):
-            try:
-                record = evaluate_sample(model, spec, sample, engine, max_new)
-            except Exception as exc:  # a failing sample is recorded, never fatal for the cell
-                n_errors += 1
-                record = {
-                    "sample_id": sample.id,
-                    "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}",
-                }
-            store.write(key, record)
-    return CellResult(cell, key, len(samples), len(todo), n_errors)
+    bar = tqdm(total=len(samples), initial=result.n_skipped, desc=cell.label, disable=not progress, leave=False)
+
+    def count(status: str) -> None:
+        bar.update(1)
+        bar.set_postfix(computed=result.n_computed, skipped=result.n_skipped, failed=result.n_errors)
+        if on_sample:
+            on_sample(status)
+
+    try:
+        with engine_cm as engine, torch.inference_mode():
+            busy = []
+            # The second pass re-claims the samples another run held: a dead run's leases are taken over.
+            for attempt, queue in enumerate((todo, busy)):
+                for sample in list(queue):
+                    status = store.claim(key, sample.id)
+                    if status == "done":
+                        result.n_skipped += 1
+                        count("skipped")
+                        continue
+                    if status == "busy":
+                        if attempt == 0:
+                            busy.append(sample)
+                        else:
+                            result.n_busy += 1
+                            count("busy")
+                        continue
+                    failed = _evaluate_into(store, key, model, spec, sample, engine, max_new, result)
+                    count("failed" if failed else "computed")
+                    if failed and stop_on_error:
+                        result.stopped = True
+                        return result
+    finally:
+        bar.close()
+        store.release(key)  # leases left by an interrupted loop
+    if result.n_errors == 0 and result.n_busy == 0 and run_key:
+        store.mark_complete(run_key, key, len(samples))
+    return result
+
+
+def _evaluate_into(
+    store: ResultStore,
+    key: str,
+    model: FamilyAdapter,
+    spec: Any,
+    sample: data.Sample,
+    engine: PruningEngine | None,
+    max_new: int,
+    result: CellResult,
+) -> bool:
+    """Compute one claimed sample and write its record; returns True when it failed."""
+    result.n_new += 1
+    try:
+        record = evaluate_sample(model, spec, sample, engine, max_new)
+    except Exception as exc:  # a failing sample is recorded, never fatal for the cell
+        result.n_errors += 1
+        message = f"{type(exc).__name__}: {exc}"
+        first_line = message.splitlines()[0] if message else type(exc).__name__
+        if first_line not in result.errors and len(result.errors) < MAX_ERRORS_KEPT:
+            result.errors.append(first_line)
+        store.write(key, {"sample_id": sample.id, "error": f"{message}\n{traceback.format_exc(limit=4)}"})
+        return True
+    store.write(key, record)
+    return False
 
 
 def cell_summary(results: list[CellResult], store: ResultStore) -> pd.DataFrame:

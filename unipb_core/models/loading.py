@@ -121,7 +121,9 @@ def detect_family(path_or_id: str) -> Family:
     try:
         config = AutoConfig.from_pretrained(path_or_id)
     except (OSError, ValueError) as exc:
-        close = difflib.get_close_matches(path_or_id, [*TINY_SPECS, *KNOWN_CHECKPOINTS], n=3)
+        # The id itself is no suggestion: a known checkpoint that is not in the offline cache fails here too.
+        candidates = [s for s in (*TINY_SPECS, *KNOWN_CHECKPOINTS) if s != path_or_id]
+        close = difflib.get_close_matches(path_or_id, candidates, n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise UnknownModelError(
             f"model {path_or_id!r} is neither a local directory nor a reachable hub checkpoint ({exc}).{hint} "
