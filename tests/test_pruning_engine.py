@@ -88,12 +88,25 @@ def test_layer_outside_model(inputs, model):
         logits(model, inputs)
 
 
-def test_batch_size_two_is_refused(family, image):
+def test_a_batch_needs_one_key_per_sample(family, image):
+    """A batch the engine was not told about is refused (its samples would share one key, hence one generator)."""
     model = tiny_model(family)
     single = model.build_inputs([image], PROMPT)
     batch = {k: torch.cat([v, v]) for k, v in single.items()}
-    with PruningEngine(model, get("random_pre"), 0.5) as _, pytest.raises(PruningError, match="batch size 2"):
+    with (
+        PruningEngine(model, get("random_pre"), 0.5) as _,
+        pytest.raises(PruningError, match="batch of 2.*begin_batch"),
+    ):
         logits(model, batch)
+
+
+def test_contiguous_positions_are_refused_in_a_batch(image):
+    model = tiny_model("internvl")
+    inputs = model.build_batch([([image], PROMPT), ([image], "Why?")])
+    with PruningEngine(model, get("random_pre"), 0.5, positions="contiguous") as engine:
+        engine.begin_batch(["a", "b"])
+        with pytest.raises(PruningError, match="contiguous.*batch size 1"):
+            logits(model, inputs)
 
 
 def test_a_method_that_keeps_the_wrong_count_is_caught(inputs, model):
