@@ -81,6 +81,11 @@ def test_batch_size_must_be_a_positive_integer(bad):
         validate({**GRID, "batch_size": bad})
 
 
+def test_flash_attention_needs_batch_size_1():
+    with pytest.raises(ParamsError, match="batch_size.*flash_attention_2"):
+        validate({**GRID, "attn_implementation": "flash_attention_2", "batch_size": 2})
+
+
 def test_contiguous_positions_need_batch_size_1():
     with pytest.raises(ParamsError, match="batch_size.*contiguous.*batch size 1"):
         validate({**GRID, "models": ["tiny:internvl"], "positions": "contiguous", "batch_size": 2})

@@ -162,6 +162,11 @@ def validate(raw: dict[str, Any]) -> Params:
         _fail("positions", params.positions, POSITIONS)
     if not _is_int(params.batch_size) or params.batch_size < 1:
         _expect("batch_size", params.batch_size, "a positive integer (samples per forward; default 1)")
+    if params.batch_size > 1 and params.attn_implementation == "flash_attention_2":
+        raise ParamsError(
+            "params key 'batch_size': batches > 1 run with attn_implementation sdpa or eager (the engine's padded "
+            "layer masks are 4-D); set batch_size: 1 for flash_attention_2"
+        )
     if params.batch_size > 1 and params.positions == "contiguous":
         raise ParamsError(
             "params key 'batch_size': positions 'contiguous' runs at batch size 1 only; set batch_size: 1 "

@@ -31,6 +31,7 @@ import torch
 
 from .base import Selection, Stage
 from .context import LayerInput, PruneContext
+from .errors import PruningError
 
 
 @dataclass
@@ -366,6 +367,11 @@ class _Surgery:
             cache["pe_src"] = cos
         kwargs["position_embeddings"] = cache["pe"]
         mask = kwargs.get("attention_mask")
+        if isinstance(mask, torch.Tensor) and mask.dim() != 4 and level.padded:
+            raise PruningError(
+                f"a padded batch reached a pruned layer with a {mask.dim()}-D attention mask; batches run with "
+                "attn_implementation 'sdpa' or 'eager' (4-D masks), flash_attention_2 at batch size 1 only"
+            )
         if isinstance(mask, torch.Tensor):
             if cache.get("mask_src") is not mask:
                 # Sorted: a view whose kept tokens are in a method's entry order (study.py) stays causal in
