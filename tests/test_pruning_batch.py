@@ -100,6 +100,41 @@ def test_batch_equals_batch_one(tiny_cache, family_name, method_name, variant):
     assert len(counts) > 1, "the batch must mix visual-token counts"
 
 
+def unpadded_items(model) -> list:
+    """Two samples of equal token length but unequal visual-token counts: the batch has no padding (the stock
+    model then runs without a mask) until a stage keeps different counts."""
+    if ("unpadded", model.family) not in _ITEMS:
+        if model.family == "qwen2_5_vl":
+            first, second = [draw_image(1)], [draw_image(2).resize((336, 448))]
+        else:
+            first, second = [draw_image(1), draw_image(2)], [draw_image(3)]
+        text = "What colour is the largest circle?"
+        target = model.build_inputs(first, text)["input_ids"].shape[1]
+        padded = text
+        while model.build_inputs(second, padded)["input_ids"].shape[1] < target:
+            padded += " red"
+        assert model.build_inputs(second, padded)["input_ids"].shape[1] == target
+        _ITEMS[("unpadded", model.family)] = [(first, text), (second, padded)]
+    return _ITEMS[("unpadded", model.family)]
+
+
+@pytest.mark.parametrize("family_name", FAMILY_NAMES)
+@pytest.mark.parametrize("method_name", available())
+def test_an_unpadded_batch_with_unequal_visual_counts(tiny_cache, family_name, method_name):
+    model = tiny_model(family_name)
+    items = unpadded_items(model)
+    keys = ["first", "second"]
+    inputs = model.build_batch(items)
+    assert bool(inputs["attention_mask"].all()), "the batch must need no padding"
+    batched = run(model, method_name, {}, items, keys)
+    for i, item in enumerate(items):
+        generation, logits, summaries = run(model, method_name, {}, [item], [keys[i]])
+        assert batched[0][i] == generation[0]
+        torch.testing.assert_close(batched[1][i], logits[0], atol=ATOL, rtol=0)
+        assert batched[2][i] == summaries[0]
+    assert batched[0][0].n_visual != batched[0][1].n_visual
+
+
 def test_batch_of_one_is_the_single_sample_path(image):
     """``build_batch`` of one sample is ``build_inputs``; ``generate`` refuses a batch (use ``generate_batch``)."""
     model = tiny_model("llava")

@@ -193,6 +193,12 @@ class _Surgery:
             mask = kwargs.get("attention_mask")
             if isinstance(mask, torch.Tensor) and mask.dim() == 2:
                 kwargs["attention_mask"] = torch.cat([batch.lm_mask.to(mask.dtype), mask[:, batch.length :]], dim=1)
+            elif mask is None and batch.size > 1:
+                # generate passes no mask when its own has no padding; the pre-LLM stage's padding needs one.
+                cache = kwargs.get("cache", kwargs.get("past_key_values"))
+                steps = cache.get_seq_length() + kwargs["inputs_embeds"].shape[1] - batch.lm_length
+                ones = batch.lm_mask.new_ones(batch.size, steps)
+                kwargs["attention_mask"] = torch.cat([batch.lm_mask, ones], dim=1)
             if self.positions == "contiguous" and kwargs.get("position_ids") is not None:
                 s = batch.samples[0]  # contiguous positions run at batch size 1 only (checked at prefill)
                 kwargs["position_ids"] = kwargs["position_ids"] - (s.input_ids.shape[1] - s.pre_index.numel())
@@ -405,7 +411,7 @@ class _Surgery:
         elif level.padded:
             hidden = args[0] if args else kwargs["hidden_states"]
             # Keys of this step: the layer's cache (its padded kept slots + decoded tokens) and the new tokens.
-            past = kwargs.get("past_key_values")
+            past = kwargs.get("cache", kwargs.get("past_key_values"))
             steps = past.get_seq_length(idx) - level.gather.shape[1] + hidden.shape[1]
             valid = torch.cat([level.valid, level.valid.new_ones(batch.size, steps)], dim=1)[:, None, None, :]
             valid = valid.expand(-1, 1, hidden.shape[1], -1)
