@@ -104,3 +104,39 @@ def test_length_order_groups_similar_lengths_and_is_stable():
     samples = [S("aaaa"), S("a"), S("aa", images=2), S("b"), S("aaa")]
     ordered = length_order(samples, Spec())
     assert [s.text for s in ordered] == ["a", "b", "aaa", "aaaa", "aa"]
+
+
+def test_a_failing_batch_falls_back_to_one_sample_at_a_time(tmp_path, monkeypatch):
+    """A batch that raises is retried sample by sample: a bad sample's error is its own, the others are stored;
+    when every sample then succeeds, the batch path itself failed, and the run warns."""
+    from unipb_core import runner
+    from unipb_core.runner import Cell, evaluate_cell
+
+    store = ResultStore(tmp_path / "s.sqlite")
+    real = runner.evaluate_sample
+    bad = {"id": None}
+
+    def broken_batch(model, spec, samples, engine, max_new):
+        raise RuntimeError("simulated batch failure")
+
+    def flaky(model, spec, sample, engine, max_new):
+        if sample.id == bad["id"]:
+            raise RuntimeError("simulated sample failure")
+        return real(model, spec, sample, engine, max_new)
+
+    monkeypatch.setattr(runner, "evaluate_batch", broken_batch)
+    monkeypatch.setattr(runner, "evaluate_sample", flaky)
+    cell = Cell(model="tiny:llava", method="random_pre", ratio=0.667, seed=0, dataset="synthetic", dimension="ocr",
+                limit=3, batch_size=3)  # fmt: skip
+    with pytest.warns(RuntimeWarning, match="batch of 3 failed.*simulated batch failure"):
+        result = evaluate_cell(cell, store, progress=False)
+    assert (result.n_new, result.n_errors) == (3, 0)
+    assert len(store.cell_frame(result.config_hash)) == 3
+    other = Cell(model="tiny:llava", method="random_pre", ratio=0.778, seed=0, dataset="synthetic", dimension="ocr",
+                 limit=3, batch_size=3)  # fmt: skip
+    bad["id"] = runner.load_cell_samples(other)[1].id
+    result = evaluate_cell(other, store, progress=False)
+    frame = store.cell_frame(result.config_hash)
+    assert (result.n_new, result.n_errors) == (3, 1)
+    errors = frame.set_index("sample_id")["error"]
+    assert errors.notna().sum() == 1 and "simulated sample failure" in errors[bad["id"]]

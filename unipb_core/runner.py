@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -425,14 +426,18 @@ def _evaluate_batch_into(
     if len(samples) > 1:
         try:
             records = evaluate_batch(model, spec, samples, engine, max_new)
-        except Exception:  # one bad sample must not fail its batch: fall back to batch size 1 below
-            records = None
+        except Exception as exc:  # one bad sample must not fail its batch: fall back to batch size 1 below
+            records, batch_error = None, f"{type(exc).__name__}: {exc}".splitlines()[0]
         if records is not None:
             result.n_new += len(samples)
             for record in records:
                 store.write(key, record)
             return set()
-    return {s.id for s in samples if _evaluate_into(store, key, model, spec, s, engine, max_new, result)}
+    failed = {s.id for s in samples if _evaluate_into(store, key, model, spec, s, engine, max_new, result)}
+    if len(samples) > 1 and not failed:  # every sample runs alone: the batch path itself failed
+        warnings.warn(f"{result.cell.label}: a batch of {len(samples)} failed ({batch_error}); its samples ran one "
+                      "at a time", RuntimeWarning, stacklevel=2)  # fmt: skip
+    return failed
 
 
 def _evaluate_into(
