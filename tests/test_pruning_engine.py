@@ -252,3 +252,17 @@ def test_intra_llm_equals_stock_model_with_dropped_keys_masked_from_layer_k(mode
     kept_rows = torch.sort(torch.cat([text_pos, visual_pos[stages[-1]["kept"]]])).values
     assert pruned.shape[1] == kept_rows.numel() and not torch.allclose(reference_plain[0, kept_rows], pruned[0])
     torch.testing.assert_close(pruned[0], reference[0, kept_rows], atol=1e-5, rtol=1e-4)
+
+
+def test_a_right_padded_batch_is_refused(image):
+    model = tiny_model("llava")
+    inputs = dict(model.build_batch([([image], PROMPT), ([image], "Why?")]))
+    pad = int((inputs["attention_mask"][1] == 0).sum())
+    assert pad > 0
+    for key in ("input_ids", "attention_mask"):
+        inputs[key] = inputs[key].clone()
+        inputs[key][1] = torch.roll(inputs[key][1], -pad)
+    with PruningEngine(model, get("random_pre"), 0.5) as engine:
+        engine.begin_batch(["a", "b"])
+        with pytest.raises(PruningError, match="left-padded"):
+            logits(model, inputs)

@@ -176,12 +176,14 @@ class PruningEngine(_Surgery):
             raise PruningError("positions='contiguous' runs at batch size 1 only; use batch_size 1 for it")
         pads = [0] * size
         if size > 1 and isinstance(attention_mask, torch.Tensor):
-            real = attention_mask.sum(dim=1).tolist()
-            pads = [length - int(n) for n in real]
-            if any(bool(attention_mask[b, pad:].eq(0).any()) for b, pad in enumerate(pads)):
+            # One host read for the batch: each row's padding, and whether any row is not left-padded.
+            right = (attention_mask[:, 1:] < attention_mask[:, :-1]).any(dim=1).to(attention_mask.dtype)
+            counts = torch.stack([attention_mask.sum(dim=1), right]).tolist()
+            if any(counts[1]):
                 raise PruningError(
                     "the pruning engine needs a left-padded batch (padding_side='left'); got right padding"
                 )
+            pads = [length - int(n) for n in counts[0]]
         samples, offset = [], 0
         for b, (key, pad) in enumerate(zip(keys, pads, strict=True)):
             ids = input_ids[b : b + 1, pad:]
