@@ -7,7 +7,7 @@ PARAMS ?= params/smoke.yaml
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test report bench lint clean-reports
+.PHONY: install test report bench bench-batch lint clean-reports
 
 install: $(STAMP)
 
@@ -32,3 +32,6 @@ lint: install
 BENCH_ARGS ?=
 bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+# Throughput and latency vs batch size, vanilla and each method (reports/benchmarks/batch_speed.csv).
+bench-batch: install
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/batch.py $(BENCH_ARGS)

@@ -88,12 +88,25 @@ def test_layer_outside_model(inputs, model):
         logits(model, inputs)
 
 
-def test_batch_size_two_is_refused(family, image):
+def test_a_batch_needs_one_key_per_sample(family, image):
+    """A batch the engine was not told about is refused (its samples would share one key, hence one generator)."""
     model = tiny_model(family)
     single = model.build_inputs([image], PROMPT)
     batch = {k: torch.cat([v, v]) for k, v in single.items()}
-    with PruningEngine(model, get("random_pre"), 0.5) as _, pytest.raises(PruningError, match="batch size 2"):
+    with (
+        PruningEngine(model, get("random_pre"), 0.5) as _,
+        pytest.raises(PruningError, match="batch of 2.*begin_batch"),
+    ):
         logits(model, batch)
+
+
+def test_contiguous_positions_are_refused_in_a_batch(image):
+    model = tiny_model("internvl")
+    inputs = model.build_batch([([image], PROMPT), ([image], "Why?")])
+    with PruningEngine(model, get("random_pre"), 0.5, positions="contiguous") as engine:
+        engine.begin_batch(["a", "b"])
+        with pytest.raises(PruningError, match="contiguous.*batch size 1"):
+            logits(model, inputs)
 
 
 def test_a_method_that_keeps_the_wrong_count_is_caught(inputs, model):
@@ -239,3 +252,17 @@ def test_intra_llm_equals_stock_model_with_dropped_keys_masked_from_layer_k(mode
     kept_rows = torch.sort(torch.cat([text_pos, visual_pos[stages[-1]["kept"]]])).values
     assert pruned.shape[1] == kept_rows.numel() and not torch.allclose(reference_plain[0, kept_rows], pruned[0])
     torch.testing.assert_close(pruned[0], reference[0, kept_rows], atol=1e-5, rtol=1e-4)
+
+
+def test_a_right_padded_batch_is_refused(image):
+    model = tiny_model("llava")
+    inputs = dict(model.build_batch([([image], PROMPT), ([image], "Why?")]))
+    pad = int((inputs["attention_mask"][1] == 0).sum())
+    assert pad > 0
+    for key in ("input_ids", "attention_mask"):
+        inputs[key] = inputs[key].clone()
+        inputs[key][1] = torch.roll(inputs[key][1], -pad)
+    with PruningEngine(model, get("random_pre"), 0.5) as engine:
+        engine.begin_batch(["a", "b"])
+        with pytest.raises(PruningError, match="left-padded"):
+            logits(model, inputs)

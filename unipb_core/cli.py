@@ -60,6 +60,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .store import ResultStore
 
     params = load_params(args.params, executor=args.executor, limit=args.limit, store=args.store)
+    if args.dry_run:
+        from .dryrun import dry_run, dry_run_text
+
+        print(dry_run_text(params, dry_run(params)))
+        return 0
     plan = prepare(params)  # every user error surfaces here, before a model loads or anything is written
     done = f", {len(plan.done)} already complete" if plan.done else ""
     print(f"{len(plan.cells)} cells{done} -> {params.store} (executor: {params.executor})", flush=True)
@@ -228,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--limit", type=int, default=None, help="override samples per dataset (synthetic: per dimension)")
     run.add_argument("--store", default=None, help="override the results store path")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print cells, samples, finished / remaining records and the estimated remaining time per model; "
+        "load and write nothing",
+    )
     run.add_argument(
         "--keep-going",
         action="store_true",

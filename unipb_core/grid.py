@@ -51,6 +51,7 @@ class Params:
     positions: str = "original"
     attn_implementation: str = "sdpa"
     dtype: str | None = None
+    batch_size: int = 1  # samples per forward; recorded with the timings, not in the config hash (results equal)
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     data_paths: dict[str, str] = field(default_factory=dict)
     revisions: dict[str, str] = field(default_factory=dict)
@@ -159,6 +160,18 @@ def validate(raw: dict[str, Any]) -> Params:
         _expect("max_new_tokens", params.max_new_tokens, "a positive integer or null (each dataset's default)")
     if params.positions not in POSITIONS:
         _fail("positions", params.positions, POSITIONS)
+    if not _is_int(params.batch_size) or params.batch_size < 1:
+        _expect("batch_size", params.batch_size, "a positive integer (samples per forward; default 1)")
+    if params.batch_size > 1 and params.attn_implementation == "flash_attention_2":
+        raise ParamsError(
+            "params key 'batch_size': batches > 1 run with attn_implementation sdpa or eager (the engine's padded "
+            "layer masks are 4-D); set batch_size: 1 for flash_attention_2"
+        )
+    if params.batch_size > 1 and params.positions == "contiguous":
+        raise ParamsError(
+            "params key 'batch_size': positions 'contiguous' runs at batch size 1 only; set batch_size: 1 "
+            "or positions: original"
+        )
     if params.attn_implementation not in ATTN_IMPLEMENTATIONS:
         _fail("attn_implementation", params.attn_implementation, ATTN_IMPLEMENTATIONS)
     if params.dtype is not None and params.dtype not in DTYPES:
@@ -258,7 +271,7 @@ def expand(params: Params) -> list[Cell]:
                 "limit": params.limit, "subsample": params.subsample, "data_path": params.data_paths.get(dataset),
                 "revision": params.revisions.get(dataset), "positions": params.positions,
                 "max_new_tokens": params.max_new_tokens, "attn_implementation": params.attn_implementation,
-                "dtype": params.dtype,
+                "dtype": params.dtype, "batch_size": params.batch_size,
             }  # fmt: skip
             cells.append(Cell(method=VANILLA, ratio=0.0, seed=params.seeds[0], **common))
             for method in methods:

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -61,6 +62,7 @@ class Cell:
     max_new_tokens: int | None = None
     attn_implementation: str = "sdpa"
     dtype: str | None = None
+    batch_size: int = 1  # how many samples run together; results do not depend on it (not in the config hash)
 
     @property
     def dataset_label(self) -> str:
@@ -137,10 +139,56 @@ def evaluate_sample(
             engine.begin_sample(sample.id, timer=timer, grids=model.visual_grids(inputs))
         with instrument(model, timer):
             out = model.generate(inputs, max_new_tokens=max_new_tokens)
-    score = spec.score(sample, out.text)
     summary = engine.summary() if engine is not None else None
-    dims = LMDims.from_config(model.text_config)
     peak, _source = timer.peak_memory()
+    return _record(model, spec, sample, out, summary, timer.result(), peak)
+
+
+def evaluate_batch(
+    model: FamilyAdapter, spec: Any, samples: list[data.Sample], engine: PruningEngine | None, max_new_tokens: int
+) -> list[dict[str, Any]]:
+    """Run samples as one left-padded batch and return one record per sample, in order.
+
+    Predictions, scores and kept tokens are each sample's own (the engine prunes every sample as at batch size
+    1). The intervals are measured once, for the whole batch; each record's ``timings`` holds the per-sample
+    share (``interval / batch size``, so throughput sums stay right), labelled by ``timings["batch"]``: the batch
+    size, the batch's id (its first sample) and, in the first sample's record only, the batch's own intervals.
+    ``peak_mem_bytes`` is the batch's peak.
+    """
+    if len(samples) == 1:
+        return [evaluate_sample(model, spec, samples[0], engine, max_new_tokens)]
+    timer = SampleTimer(model.device)
+    keys = [s.id for s in samples]
+    if engine is not None:
+        engine.begin_batch(keys, timer=timer)
+    with timer.interval("total"):
+        with timer.interval("preprocess"):
+            inputs = model.build_batch([(s.images, spec.to_prompt(s)) for s in samples])
+        if engine is not None:
+            engine.begin_batch(keys, timer=timer, grids=model.batch_grids(inputs))
+        with instrument(model, timer):
+            outs = model.generate_batch(inputs, max_new_tokens=max_new_tokens)
+    summaries = engine.summaries() if engine is not None else [None] * len(samples)
+    peak, _source = timer.peak_memory()
+    intervals = timer.result()
+    records = []
+    for i, (sample, out, summary) in enumerate(zip(samples, outs, summaries, strict=True)):
+        timings = batch_shares(intervals, len(samples), keys[0], first=i == 0)
+        records.append(_record(model, spec, sample, out, summary, timings, peak))
+    return records
+
+
+def batch_shares(intervals: dict[str, float], size: int, batch_id: str, first: bool) -> dict[str, Any]:
+    """A batch sample's ``timings``: each interval's per-sample share, plus the ``batch`` label (module docs)."""
+    label: dict[str, Any] = {"size": int(size), "id": str(batch_id), "basis": "per-sample share: interval / size"}
+    if first:
+        label["intervals"] = dict(intervals)
+    return {**{name: seconds / size for name, seconds in intervals.items()}, "batch": label}
+
+
+def _record(model, spec, sample, out, summary, timings, peak) -> dict[str, Any]:
+    score = spec.score(sample, out.text)
+    dims = LMDims.from_config(model.text_config)
     kept = summary or {"n_visual": out.n_visual, "stages": [], "visual_per_layer": [out.n_visual] * model.num_layers}
     kept = {**kept, "visual_kept_mean": sum(kept["visual_per_layer"]) / max(len(kept["visual_per_layer"]), 1)}
     return {
@@ -154,10 +202,19 @@ def evaluate_sample(
         "tokens_generated": out.n_generated,
         "n_visual": out.n_visual,
         "n_text": out.n_text,
-        "timings": timer.result(),
+        "timings": timings,
         "peak_mem_bytes": int(peak),
         "flops": prefill_flops(dims, _tokens_per_layer(model, out.n_text, out.n_visual, summary)),
     }
+
+
+def length_order(samples: list[data.Sample], spec: Any) -> list[data.Sample]:
+    """Samples grouped by similar length (image count, then prompt characters), so a batch pads little.
+
+    A stable sort: equal lengths keep their dataset order. Cheap (no tokenising, no image decoding); the
+    visual-token count of dynamic-resolution families is not known before the processor runs.
+    """
+    return sorted(samples, key=lambda s: (len(s.images), len(spec.to_prompt(s))))
 
 
 def load_cell_samples(cell: Cell) -> list[data.Sample]:
@@ -213,8 +270,9 @@ def cell_key(cell: Cell) -> str | None:
         return None
     dtype = cell.dtype or ("bfloat16" if torch.cuda.is_available() else "float32")  # load_model's default
     data_fp = _files_fingerprint(Path(cell.data_path)) if cell.data_path and Path(cell.data_path).exists() else None
+    settings = {k: v for k, v in asdict(cell).items() if k != "batch_size"}  # results do not depend on it
     payload = {
-        "cell": asdict(cell), "dtype": dtype, "checkpoint": _files_fingerprint(folder), "data": data_fp,
+        "cell": settings, "dtype": dtype, "checkpoint": _files_fingerprint(folder), "data": data_fp,
         "dataset_version": data.get(cell.dataset).version, "code_version": __version__,
     }  # fmt: skip
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
@@ -307,9 +365,21 @@ def evaluate_cell(
 
     try:
         with engine_cm as engine, torch.inference_mode():
-            busy = []
+            busy: list[data.Sample] = []
+            claimed: list[data.Sample] = []
+
+            def flush() -> bool:
+                """Evaluate the claimed samples as one batch; True when the cell must stop."""
+                failed = _evaluate_batch_into(store, key, model, spec, claimed, engine, max_new, result)
+                for sample in claimed:
+                    count("failed" if sample.id in failed else "computed")
+                claimed.clear()
+                return bool(failed) and stop_on_error
+
+            # Batches are filled in length order; resume, leases and records stay per sample.
+            ordered = length_order(todo, spec) if cell.batch_size > 1 else todo
             # The second pass re-claims the samples another run held: a dead run's leases are taken over.
-            for attempt, queue in enumerate((todo, busy)):
+            for attempt, queue in enumerate((ordered, busy)):
                 for sample in list(queue):
                     status = store.claim(key, sample.id)
                     if status == "done":
@@ -323,17 +393,51 @@ def evaluate_cell(
                             result.n_busy += 1
                             count("busy")
                         continue
-                    failed = _evaluate_into(store, key, model, spec, sample, engine, max_new, result)
-                    count("failed" if failed else "computed")
-                    if failed and stop_on_error:
+                    claimed.append(sample)
+                    if len(claimed) >= cell.batch_size and flush():
                         result.stopped = True
                         return result
+                if claimed and flush():
+                    result.stopped = True
+                    return result
     finally:
         bar.close()
         store.release(key)  # leases left by an interrupted loop
     if result.n_errors == 0 and result.n_busy == 0 and run_key:
         store.mark_complete(run_key, key, len(samples))
     return result
+
+
+def _evaluate_batch_into(
+    store: ResultStore,
+    key: str,
+    model: FamilyAdapter,
+    spec: Any,
+    samples: list[data.Sample],
+    engine: PruningEngine | None,
+    max_new: int,
+    result: CellResult,
+) -> set[str]:
+    """Compute claimed samples (one batch) and write their records; returns the ids that failed.
+
+    A batch that raises is retried sample by sample, so an error is recorded for the sample that causes it
+    (with its own message) and the others of the batch still get their results.
+    """
+    if len(samples) > 1:
+        try:
+            records = evaluate_batch(model, spec, samples, engine, max_new)
+        except Exception as exc:  # one bad sample must not fail its batch: fall back to batch size 1 below
+            records, batch_error = None, f"{type(exc).__name__}: {exc}".splitlines()[0]
+        if records is not None:
+            result.n_new += len(samples)
+            for record in records:
+                store.write(key, record)
+            return set()
+    failed = {s.id for s in samples if _evaluate_into(store, key, model, spec, s, engine, max_new, result)}
+    if len(samples) > 1 and not failed:  # every sample runs alone: the batch path itself failed
+        warnings.warn(f"{result.cell.label}: a batch of {len(samples)} failed ({batch_error}); its samples ran one "
+                      "at a time", RuntimeWarning, stacklevel=2)  # fmt: skip
+    return failed
 
 
 def _evaluate_into(

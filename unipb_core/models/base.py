@@ -205,6 +205,23 @@ class FamilyAdapter:
                                torch.zeros(0, dtype=torch.long), torch.zeros(0, 2), grids)  # fmt: skip
         return Downsampled(torch.stack(feats).to(self.dtype), torch.tensor(units), torch.stack(centres), grids)
 
+    def sample_vision_input(self, store: dict, offset: int, count: int) -> dict:
+        """The captured vision input of one sample of a batch: the units (images; InternVL tiles) whose visual
+        tokens are ``offset .. offset + count`` of the batch's visual-token sequence (samples are contiguous)."""
+        sizes = [r * c for r, c in self._downsample_units(store)]
+        starts = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+        if offset not in starts or offset + count not in starts:
+            raise ModelInputError(
+                f"visual tokens {offset}..{offset + count} of the batch do not fall on image boundaries "
+                f"(image starts: {starts})"
+            )
+        return {"pixels": self._slice_units(store, starts.index(offset), starts.index(offset + count))}
+
+    def _slice_units(self, store: dict, start: int, stop: int) -> tuple:
+        """The captured ``store["pixels"]`` entry restricted to units ``start .. stop``."""
+        module, _, _ = store["pixels"]
+        return module, (), {"pixel_values": self._captured_pixels(store)[start:stop]}
+
     def _downsample_units(self, store: dict) -> list[tuple[int, int]]:
         """Visual-token grid of each re-encodable unit in the captured vision input, in visual-token order."""
         raise NotImplementedError(f"{type(self).__name__} cannot re-encode resized images")
@@ -249,6 +266,31 @@ class FamilyAdapter:
         inputs = self.processor(images=rgb, text=prompt, return_tensors="pt", **self._processor_kwargs())
         return inputs.to(self.device)
 
+    def build_batch(self, items: list[tuple[list[Any], str]]) -> BatchFeature:
+        """Processor inputs for a batch of samples ``[(images, text), ...]``, left-padded (for generation).
+
+        Each row holds the same tokens as ``build_inputs`` gives that sample alone, after its left padding.
+        """
+        if not items:
+            raise ModelInputError("build_batch: no samples given; a batch has at least one sample")
+        if len(items) == 1:
+            return self.build_inputs(*items[0])
+        images, prompts = [], []
+        for i, (sample_images, text) in enumerate(items):
+            if not sample_images:
+                raise ModelInputError(f"build_batch: sample {i} has no image (this is a visual-token benchmark)")
+            rgb = [to_rgb(im, name=f"sample {i} image {j}") for j, im in enumerate(sample_images)]
+            images.extend(rgb)
+            prompts.append(self.format_prompt(text, len(rgb)))
+        side = self.tokenizer.padding_side
+        self.tokenizer.padding_side = "left"
+        try:
+            inputs = self.processor(images=images, text=prompts, return_tensors="pt", padding=True,
+                                    **self._processor_kwargs())  # fmt: skip
+        finally:
+            self.tokenizer.padding_side = side
+        return inputs.to(self.device)
+
     def _processor_kwargs(self) -> dict:
         return {}
 
@@ -276,13 +318,40 @@ class FamilyAdapter:
             grids.append((side, side) if side * side == end - start else (1, end - start))
         return grids
 
+    def batch_grids(self, inputs: BatchFeature) -> list[list[tuple[int, int]]]:
+        """``visual_grids`` of each sample of a batch (``build_batch``), in batch order."""
+        ids = inputs["input_ids"]
+        if ids.shape[0] == 1:
+            return [self.visual_grids(inputs)]
+        grids, image = [], 0
+        for b in range(ids.shape[0]):
+            row = {"input_ids": ids[b : b + 1]}
+            n_images = len(self.visual_spans(ids[b]))
+            if "image_grid_thw" in inputs:
+                row["image_grid_thw"] = inputs["image_grid_thw"][image : image + n_images]
+            image += n_images
+            grids.append(self.visual_grids(row))
+        return grids
+
     # ----------------------------------------------------------------- generation
     @torch.inference_mode()
     def generate(self, inputs: BatchFeature, max_new_tokens: int = 16) -> Generation:
-        """Greedy decoding; returns the text and the token counts the records need."""
+        """Greedy decoding of one sample; returns the text and the token counts the records need."""
         input_ids = inputs["input_ids"]
         if input_ids.shape[0] != 1:
-            raise ModelInputError(f"generate: batch size {input_ids.shape[0]} given; the benchmark runs batch size 1")
+            raise ModelInputError(
+                f"generate: batch size {input_ids.shape[0]} given; use generate_batch for batches (build_batch)"
+            )
+        return self.generate_batch(inputs, max_new_tokens=max_new_tokens)[0]
+
+    @torch.inference_mode()
+    def generate_batch(self, inputs: BatchFeature, max_new_tokens: int = 16) -> list[Generation]:
+        """Greedy decoding of a left-padded batch (``build_batch``); one ``Generation`` per sample, in order.
+
+        A sample's answer ends at its first end-of-sequence token (counted, as at batch size 1, where decoding
+        stops there); what the batch decodes after it is padding.
+        """
+        input_ids = inputs["input_ids"]
         out = self.model.generate(
             **inputs,
             max_new_tokens=max_new_tokens,
@@ -293,11 +362,23 @@ class FamilyAdapter:
             # and image tokens do not match"); untrained weights do emit it, so it is never a candidate.
             suppress_tokens=[self.image_token_id],
         )
-        new = out[0, input_ids.shape[1] :]
-        n_visual = int(self.visual_mask(input_ids).sum())
-        return Generation(
-            text=self.tokenizer.decode(new, skip_special_tokens=True).strip(),
-            n_generated=int(new.numel()),
-            n_visual=n_visual,
-            n_text=int(input_ids.shape[1]) - n_visual,
-        )
+        eos = self.model.generation_config.eos_token_id
+        eos = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+        mask = inputs.get("attention_mask")
+        results = []
+        for b in range(input_ids.shape[0]):
+            new = out[b, input_ids.shape[1] :].tolist()
+            if input_ids.shape[0] > 1:
+                end = next((i + 1 for i, token in enumerate(new) if token in eos), len(new))
+                new = new[:end]
+            length = int(mask[b].sum()) if mask is not None else int(input_ids.shape[1])
+            n_visual = int(self.visual_mask(input_ids[b]).sum())
+            results.append(
+                Generation(
+                    text=self.tokenizer.decode(new, skip_special_tokens=True).strip(),
+                    n_generated=len(new),
+                    n_visual=n_visual,
+                    n_text=length - n_visual,
+                )
+            )
+        return results

@@ -97,6 +97,13 @@ class Qwen2_5_VLAdapter(FamilyAdapter):
             units.append((h // merge, w // merge))
         return units
 
+    def _slice_units(self, store: dict, start: int, stop: int) -> tuple:
+        module, _, _ = store["pixels"]
+        flat, grid_thw = self._captured_patches(store)
+        sizes = grid_thw.prod(dim=-1).tolist()
+        first, last = sum(sizes[:start]), sum(sizes[:stop])
+        return module, (), {"hidden_states": flat[first:last], "grid_thw": grid_thw[start:stop]}
+
     def _reencode(self, store: dict, unit: int, rows: int, cols: int) -> torch.Tensor:
         # Dynamic resolution: undo the processor's patchify, resize, patchify again at the smaller size.
         vc = self.config.vision_config

@@ -7,7 +7,9 @@ hooks do (gathering embeddings, masks, positions and rotary embeddings; decode s
 cache) is ``surgery._Surgery``.
 
 Method time (scoring + selection) is timed around ``method.select`` only, per stage, on the sample's
-``SampleTimer`` (CUDA events on GPU, no host sync inside the window).
+``SampleTimer`` (CUDA events on GPU, no host sync inside the window). At batch size B (``begin_batch``) each
+sample gets its own context, generator and selection, and the one timer of the batch accumulates the method
+time of all its samples.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ..timing import SampleTimer
 from .base import PruningMethod, Selection, Stage
 from .context import PruneContext
 from .errors import PruningError
-from .surgery import StageRecord, _arg, _Prefill, _Surgery
+from .surgery import StageRecord, _arg, _Batch, _Prefill, _Surgery
 
 __all__ = ["POSITION_POLICIES", "PruningEngine", "PruningError", "StageRecord"]
 
@@ -79,10 +81,10 @@ class PruningEngine(_Surgery):
         self.positions = positions
         self.reuse_selections = reuse_selections
         self.timer: SampleTimer | None = None
-        self._sample_key = ""
-        self._grids: list[tuple[int, int]] | None = None
-        self._state: _Prefill | None = None
-        self._saved: dict[str, Selection] = {}
+        self._sample_keys: list[str] = [""]
+        self._grids: list[list[tuple[int, int]] | None] = [None]
+        self._state: _Batch | None = None
+        self._saved: dict[tuple[int, str], Selection] = {}
         self._handles: list = []
         self._vision_store: dict = {}  # encoder-layer inputs captured for methods that read encoder attention
 
@@ -110,18 +112,38 @@ class PruningEngine(_Surgery):
         self, key: str = "", timer: SampleTimer | None = None, grids: list[tuple[int, int]] | None = None
     ) -> None:
         """Set the sample key (seeds the generator), the timer for method time, and the patch grids."""
-        self._sample_key, self.timer, self._grids = str(key), timer, grids
+        self.begin_batch([key], timer=timer, grids=[grids])
+
+    def begin_batch(
+        self,
+        keys: list[str],
+        timer: SampleTimer | None = None,
+        grids: list[list[tuple[int, int]] | None] | None = None,
+    ) -> None:
+        """Set the keys of the next batch's samples (in batch order), the batch's timer and each sample's grids."""
+        keys = [str(k) for k in keys]
+        if not keys:
+            raise PruningError("begin_batch: no sample keys given; a batch has at least one sample")
+        if grids is not None and len(grids) != len(keys):
+            raise PruningError(f"begin_batch: {len(grids)} grid lists for {len(keys)} samples; give one per sample")
+        self._sample_keys, self.timer = keys, timer
+        self._grids = list(grids) if grids is not None else [None] * len(keys)
 
     # ------------------------------------------------------------------ accounting
     @property
     def records(self) -> list[StageRecord]:
-        return [] if self._state is None else [_listed(r) for r in self._state.records]
+        """Stage records of the last prefill's first sample (``summaries()`` has every sample's)."""
+        return [] if self._state is None else [_listed(r) for r in self._state.samples[0].records]
 
-    def summary(self) -> dict[str, Any]:
-        """Token accounting of the last prefill: counts per stage and per decoder layer."""
-        s = self._state
-        if s is None:
+    def summaries(self) -> list[dict[str, Any]]:
+        """``summary(b)`` of every sample of the last prefill, in batch order."""
+        return [] if self._state is None else [self.summary(b) for b in range(self._state.size)]
+
+    def summary(self, index: int = 0) -> dict[str, Any]:
+        """Token accounting of the last prefill (sample ``index`` of its batch): counts per stage and decoder layer."""
+        if self._state is None:
             return {"n_visual": 0, "stages": [], "visual_per_layer": [], "visual_kept_mean": 0.0}
+        s = self._state.samples[index]
         per_layer = list(s.visual_per_layer)
         return {
             "n_visual": s.n_visual,
@@ -136,38 +158,60 @@ class PruningEngine(_Surgery):
         cache = kwargs.get("cache", kwargs.get("past_key_values"))
         past = cache.get_seq_length() if cache is not None else 0
         if input_ids is not None and past == 0:
-            self._start_prefill(input_ids)
+            self._start_prefill(input_ids, _arg(args, kwargs, "attention_mask", 2))
         elif self._state is not None:
             self._state.phase = "decode"
 
-    def _start_prefill(self, input_ids: torch.Tensor) -> None:
-        if input_ids.shape[0] != 1:
-            raise PruningError(
-                f"batch size {input_ids.shape[0]} is not supported by the pruning engine; it runs batch size 1 "
-                "(the study's protocol), so each sample keeps its own token count"
-            )
-        is_visual = self.model.visual_mask(input_ids[0])
-        n_visual = int(is_visual.sum())
-        stages = self.method.plan(n_visual, self.ratio, self.model.num_layers) if n_visual else []
-        for stage in stages:
-            if stage.kind == "intra" and not 0 <= (stage.layer or 0) < self.model.num_layers:
+    def _start_prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
+        size, length = input_ids.shape
+        keys = self._sample_keys if len(self._sample_keys) == size else None
+        if keys is None:
+            if size != 1:
                 raise PruningError(
-                    f"method {self.method.name!r}: layer K={stage.layer} is outside the model; {self.model.spec} "
-                    f"has {self.model.num_layers} decoder layers (valid K: 0..{self.model.num_layers - 1})"
+                    f"a batch of {size} samples reached the pruning engine after begin_batch() named "
+                    f"{len(self._sample_keys)}; call begin_batch(keys) with one key per sample before the forward"
                 )
-        generator = torch.Generator(device="cpu")
-        digest = hashlib.sha256(f"{self.seed}:{self._sample_key}".encode()).digest()
-        generator.manual_seed(int.from_bytes(digest[:8], "little"))
-        self._state = _Prefill(input_ids, is_visual, n_visual, generator, stages)
+            keys = self._sample_keys[:1]
+        if size > 1 and self.positions == "contiguous":
+            raise PruningError("positions='contiguous' runs at batch size 1 only; use batch_size 1 for it")
+        pads = [0] * size
+        if size > 1 and isinstance(attention_mask, torch.Tensor):
+            # One host read for the batch: each row's padding, and whether any row is not left-padded.
+            right = (attention_mask[:, 1:] < attention_mask[:, :-1]).any(dim=1).to(attention_mask.dtype)
+            counts = torch.stack([attention_mask.sum(dim=1), right]).tolist()
+            if any(counts[1]):
+                raise PruningError(
+                    "the pruning engine needs a left-padded batch (padding_side='left'); got right padding"
+                )
+            pads = [length - int(n) for n in counts[0]]
+        samples, offset = [], 0
+        for b, (key, pad) in enumerate(zip(keys, pads, strict=True)):
+            ids = input_ids[b : b + 1, pad:]
+            is_visual = self.model.visual_mask(ids[0])
+            n_visual = int(is_visual.sum())
+            stages = self.method.plan(n_visual, self.ratio, self.model.num_layers) if n_visual else []
+            for stage in stages:
+                if stage.kind == "intra" and not 0 <= (stage.layer or 0) < self.model.num_layers:
+                    raise PruningError(
+                        f"method {self.method.name!r}: layer K={stage.layer} is outside the model; {self.model.spec} "
+                        f"has {self.model.num_layers} decoder layers (valid K: 0..{self.model.num_layers - 1})"
+                    )
+            generator = torch.Generator(device="cpu")
+            digest = hashlib.sha256(f"{self.seed}:{key}".encode()).digest()
+            generator.manual_seed(int.from_bytes(digest[:8], "little"))
+            samples.append(_Prefill(ids, is_visual, n_visual, generator, stages, index=b, key=key,
+                                    grids=self._grids[b], visual_offset=offset))  # fmt: skip
+            offset += n_visual
+        self._state = _Batch(samples, length, pads)
 
-    def _grids_for(self, n_visual: int) -> list[tuple[int, int]]:
-        if self._grids:
-            return self._grids
-        side = int(math.isqrt(n_visual))
-        return [(side, side)] if side * side == n_visual else [(1, n_visual)]
+    def _grids_for(self, s: _Prefill) -> list[tuple[int, int]]:
+        if s.grids:
+            return s.grids
+        side = int(math.isqrt(s.n_visual))
+        return [(side, side)] if side * side == s.n_visual else [(1, s.n_visual)]
 
-    def _select(self, stage: Stage, ctx: PruneContext) -> Selection:
-        key = stage.label
+    def _select(self, stage: Stage, ctx: PruneContext, s: _Prefill) -> Selection:
+        key = (s.index, stage.label)
         if self.reuse_selections and key in self._saved:
             return self._saved[key]
         timer = self.timer
@@ -186,18 +230,20 @@ class PruningEngine(_Surgery):
         keep = selection.keep
         if keep.numel() != stage.n_keep or keep.dim() != 1:
             raise PruningError(
-                f"method {self.method.name!r} kept {keep.numel()} tokens at {key}; the plan asks for {stage.n_keep}"
+                f"method {self.method.name!r} kept {keep.numel()} tokens at {stage.label}; the plan asks for "
+                f"{stage.n_keep}"
             )
         if keep.numel() and bool(((keep[1:] <= keep[:-1]).any() | (keep[0] < 0) | (keep[-1] >= ctx.n_visual)).item()):
             raise PruningError(
                 f"method {self.method.name!r} returned keep indices that are not sorted, unique and within "
-                f"0..{ctx.n_visual - 1} at {key}"
+                f"0..{ctx.n_visual - 1} at {stage.label}"
             )
         self._saved[key] = selection
         return selection
 
-    def _vision_extras(self, stage: Stage) -> dict:
-        """Lazy vision-side entries: computed only if the method asks (encoder attention: once per prefill)."""
+    def _vision_extras(self, stage: Stage, s: _Prefill) -> dict:
+        """Lazy vision-side entries: computed only if the method asks (encoder attention: once per prefill, for
+        the whole batch; each sample gets the rows of its own visual tokens)."""
         extras: dict = {}
         store = self._vision_store
 
@@ -210,7 +256,11 @@ class PruningEngine(_Surgery):
             if "_computed" not in store:
                 with torch.no_grad():
                     store["_computed"] = self.model.vision_attention(store)
-            return store["_computed"]
+            full = store["_computed"]
+            if self._state.size == 1:
+                return full
+            groups = full.groups[s.visual_offset : s.visual_offset + s.n_visual]
+            return dataclasses.replace(full, groups=groups)
 
         def downsampled():
             if "pixels" not in store:
@@ -218,7 +268,15 @@ class PruningEngine(_Surgery):
                     f"method {self.method.name!r} re-encodes the images, but the vision tower did not run in this "
                     "forward (pass pixel values, not precomputed image embeddings)"
                 )
-            return self.model.downsampled_features(store, stage.n_keep)
+            if self._state.size == 1:
+                return self.model.downsampled_features(store, stage.n_keep)
+            snapshot = dict(store)  # re-encoding runs the tower again, whose hooks write into the store
+            try:
+                own = self.model.sample_vision_input(store, s.visual_offset, s.n_visual)
+                return self.model.downsampled_features(own, stage.n_keep)
+            finally:
+                store.clear()
+                store.update(snapshot)
 
         if getattr(self.method, "needs_vision_attention", False):
             extras["encoder_attention"] = encoder_attention

@@ -1,7 +1,7 @@
 """The pruning engine's sequence surgery: the layer hooks and their pre-LLM / intra-LLM / decode mechanics.
 
 ``PruningEngine`` (engine.py) owns the lifecycle and the accounting: installing and removing hooks, the sample
-key and timer, the plan of stages, calling the method, and the token counts. This mixin does the surgery on
+keys and timer, the plan of stages, calling the method, and the token counts. This mixin does the surgery on
 the sequence, in two stages, each usable alone or together:
 
 * **pre-LLM** — a forward pre-hook on the decoder stack (``XModel.language_model``). The image features
@@ -13,6 +13,13 @@ the sequence, in two stages, each usable alone or together:
   the same pruned view (the decoder loop hands all layers the full-length tensors). Layers < K cache
   every token, layers >= K only the kept ones; on decode steps each layer's mask columns are mapped to
   its own cache.
+
+**Batches.** Every sample of a left-padded batch is handled as at batch size 1: the method sees the sample's own
+sequence (its left padding stripped), with its own generator, plan, patch grids and captured layer inputs, and
+returns its own selection. After a stage the samples' sequences (whose lengths may now differ) are left-padded
+again to the longest one; a ``_Level`` maps each padded slot to the LLM-input sequence, and padded slots are
+masked out of every attention (as keys at prefill and decode; a padded query row attends to itself only, so it
+stays finite). Positions are gathered per sample, so each kept token keeps its batch-1 position.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import torch
 
 from .base import Selection, Stage
 from .context import LayerInput, PruneContext
+from .errors import PruningError
 
 
 @dataclass
@@ -42,7 +50,7 @@ class StageRecord:
 
 @dataclass
 class _View:
-    """The pruned sequence seen by the layers from a stage on (indices into the LLM-input sequence)."""
+    """The pruned sequence seen by the layers from a stage on (indices into the sample's LLM-input sequence)."""
 
     index: torch.Tensor
     visual_positions: torch.Tensor  # positions of visual tokens within ``index``
@@ -52,11 +60,17 @@ class _View:
 
 @dataclass
 class _Prefill:
-    input_ids: torch.Tensor
+    """One sample's prefill (at batch size B, one per sample; all indices exclude the batch's left padding)."""
+
+    input_ids: torch.Tensor  # [1, L0] the sample's own tokens
     is_visual: torch.Tensor  # [L0] bool over the original sequence
     n_visual: int
     generator: torch.Generator
     stages: list[Stage]
+    index: int = 0  # position in the batch
+    key: str = ""
+    grids: list[tuple[int, int]] | None = None
+    visual_offset: int = 0  # visual tokens of the earlier samples of the batch (encoder-side slicing)
     phase: str = "prefill"  # prefill -> lm_prefill -> decode
     pre_index: torch.Tensor | None = None  # original positions kept by the pre-LLM stage
     lm_len: int = 0
@@ -67,18 +81,66 @@ class _Prefill:
     layer_inputs: dict[int, LayerInput] = field(default_factory=dict)
 
 
+@dataclass
+class _Level:
+    """The batch's padded sequence from a stage's layer on: slot ``j`` of sample ``b`` is token ``gather[b, j]``
+    of the padded LLM-input sequence (a padded slot where ``valid`` is False)."""
+
+    gather: torch.Tensor  # [B, Lk] (method entry order)
+    rows: torch.Tensor  # [B, Lk] the same tokens in sequence order (mask rows/columns)
+    valid: torch.Tensor  # [B, Lk] bool
+    padded: bool
+    lengths: list[int]
+    cache: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Batch:
+    samples: list[_Prefill]
+    length: int  # padded input length
+    pads: list[int]  # left padding of each sample in the input
+    phase: str = "prefill"
+    lm_length: int = 0
+    lm_pads: list[int] = field(default_factory=list)
+    lm_mask: torch.Tensor | None = None  # the 2-D LLM-input mask after a pre-LLM stage (decode steps extend it)
+    levels: dict[int, _Level] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return len(self.samples)
+
+
 def _arg(args: tuple, kwargs: dict, name: str, pos: int) -> Any:
     return kwargs[name] if name in kwargs else (args[pos] if len(args) > pos else None)
+
+
+def _left_pad(pieces: list[torch.Tensor], fill: float | int = 0) -> torch.Tensor:
+    """Stack ``[..., 1, n_b, *rest]``-free pieces ``[n_b, *rest]`` into ``[B, max n, *rest]``, padded on the left."""
+    if len(pieces) == 1:
+        return pieces[0].unsqueeze(0)
+    longest = max(p.shape[0] for p in pieces)
+    out = pieces[0].new_full((len(pieces), longest, *pieces[0].shape[1:]), fill)
+    for b, piece in enumerate(pieces):
+        out[b, longest - piece.shape[0] :] = piece
+    return out
+
+
+def _attend_value(mask: torch.Tensor) -> tuple[Any, Any]:
+    """(allowed, masked) values of a 4-D attention mask's dtype: bool masks or additive float masks."""
+    if mask.dtype == torch.bool:
+        return True, False
+    return 0.0, torch.finfo(mask.dtype).min
 
 
 class _Surgery:
     """The hook mechanics of ``PruningEngine`` (a mixin: it reads the engine's ``model``, ``method``,
     ``positions`` and ``_state``, and calls its ``_select``, ``_grids_for`` and ``_vision_extras``)."""
 
-    def _apply(self, stage: Stage, view: _View, hidden: torch.Tensor) -> tuple[_View, Selection, torch.Tensor]:
-        """Run the method on ``hidden`` (the sequence of ``view``); return the pruned view, the selection
-        and the kept positions within ``hidden``."""
-        s = self._state
+    def _apply(
+        self, s: _Prefill, stage: Stage, view: _View, hidden: torch.Tensor
+    ) -> tuple[_View, Selection, torch.Tensor]:
+        """Run the method on ``hidden`` (``[1, n, D]``: the sample's sequence of ``view``); return the pruned view,
+        the selection and the kept positions within ``hidden``."""
         vis_pos = view.visual_positions
         text_mask = torch.ones(hidden.shape[1], dtype=torch.bool, device=hidden.device)
         text_mask[vis_pos] = False
@@ -91,14 +153,14 @@ class _Surgery:
             visual_positions=vis_pos,
             text_positions=text_pos,
             visual_origin=view.visual_origin,
-            grids=self._grids_for(s.n_visual),
+            grids=self._grids_for(s),
             generator=s.generator,
             num_layers=self.model.num_layers,
             layer_inputs=s.layer_inputs,
-            vision=self._vision_extras(stage),
+            vision=self._vision_extras(stage, s),
             final_norm=getattr(self.model.language_model, "norm", None),
         )
-        sel = self._select(stage, ctx)
+        sel = self._select(stage, ctx, s)
         keep_pos, _ = torch.sort(torch.cat([text_pos, vis_pos[sel.keep.to(vis_pos.device)]]))
         new_visual = _positions(torch.isin(keep_pos, vis_pos), sel.keep.numel())
         order = sel.keep if getattr(sel, "entry", None) is None else sel.entry  # study variants: see study.py
@@ -120,52 +182,73 @@ class _Surgery:
         hidden[0, view.visual_positions] = sel.merged.to(hidden.dtype)
         return hidden
 
+    # ------------------------------------------------------------------ the decoder stack (pre-LLM stage)
     def _on_lm(self, module, args, kwargs):
-        s = self._state
-        if s is None:
+        batch = self._state
+        if batch is None:
             return None
-        if s.phase == "prefill":
-            return self._lm_prefill(kwargs, s)
-        if s.phase == "decode" and s.pre_index is not None:
+        if batch.phase == "prefill":
+            return self._lm_prefill(kwargs, batch)
+        if batch.phase == "decode" and batch.lm_mask is not None:
             mask = kwargs.get("attention_mask")
             if isinstance(mask, torch.Tensor) and mask.dim() == 2:
-                extra = torch.arange(s.input_ids.shape[1], mask.shape[1], device=mask.device)
-                kwargs["attention_mask"] = mask[:, torch.cat([s.pre_index, extra])]
+                kwargs["attention_mask"] = torch.cat([batch.lm_mask.to(mask.dtype), mask[:, batch.length :]], dim=1)
+            elif mask is None and batch.size > 1:
+                # generate passes no mask when its own has no padding; the pre-LLM stage's padding needs one.
+                cache = kwargs.get("cache", kwargs.get("past_key_values"))
+                steps = cache.get_seq_length() + kwargs["inputs_embeds"].shape[1] - batch.lm_length
+                ones = batch.lm_mask.new_ones(batch.size, steps)
+                kwargs["attention_mask"] = torch.cat([batch.lm_mask, ones], dim=1)
             if self.positions == "contiguous" and kwargs.get("position_ids") is not None:
+                s = batch.samples[0]  # contiguous positions run at batch size 1 only (checked at prefill)
                 kwargs["position_ids"] = kwargs["position_ids"] - (s.input_ids.shape[1] - s.pre_index.numel())
             return args, kwargs
         return None
 
-    def _lm_prefill(self, kwargs: dict, s: _Prefill):
+    def _lm_prefill(self, kwargs: dict, batch: _Batch):
         embeds = kwargs["inputs_embeds"]
-        length = embeds.shape[1]
-        vis_pos = _positions(s.is_visual, s.n_visual).to(embeds.device)
-        view = _View(
-            torch.arange(length, device=embeds.device), vis_pos, torch.arange(s.n_visual, device=embeds.device)
-        )
-        pre = [st for st in s.stages if st.kind == "pre"]
-        if pre and (pre[0].n_keep < s.n_visual or self._always_apply()):
-            view, sel, index = self._apply(pre[0], view, embeds)
-            kwargs["inputs_embeds"] = self._merge(embeds[:, index], view, sel)
-            mask = kwargs.get("attention_mask")
-            if not isinstance(mask, torch.Tensor):
-                mask = torch.ones(1, length, dtype=torch.long, device=embeds.device)
+        length, device = embeds.shape[1], embeds.device
+        mask = kwargs.get("attention_mask")
+        if not isinstance(mask, torch.Tensor) or mask.dim() != 2:
+            mask = torch.ones(embeds.shape[0], length, dtype=torch.long, device=device)
+        pos = kwargs.get("position_ids")
+        if pos is None:
+            pos = torch.arange(length, device=device).unsqueeze(0).expand(embeds.shape[0], -1)
+        pieces, mask_pieces, pos_pieces, acted = [], [], [], False
+        for s, pad in zip(batch.samples, batch.pads, strict=True):
+            b, n = s.index, length - pad
+            vis_pos = _positions(s.is_visual, s.n_visual).to(device)
+            view = _View(torch.arange(n, device=device), vis_pos, torch.arange(s.n_visual, device=device))
+            own = embeds[b : b + 1, pad:]
+            pre = [st for st in s.stages if st.kind == "pre"]
+            index = None
+            if pre and (pre[0].n_keep < s.n_visual or self._always_apply()):
+                view, sel, index = self._apply(s, pre[0], view, own)
+                own = self._merge(own[:, index], view, sel)
+                s.pre_index = index
+                view = _View(torch.arange(index.numel(), device=device), view.visual_positions, view.visual_origin)
+                acted = True
+            elif pre:
+                s.records.append(StageRecord("pre", "pre", None, s.n_visual, s.n_visual, list(range(s.n_visual))))
+            keep = torch.arange(pad, length, device=device) if index is None else index + pad
+            pieces.append(own[0])
+            mask_pieces.append(mask[b, keep])
+            pos_pieces.append(pos[..., b, keep])
+            s.lm_len = view.index.numel()
+            s.lm_view = view
+        if acted:
+            kwargs["inputs_embeds"] = _left_pad(pieces)
             # Always pass a mask: gapped positions with no mask are read as packed sequences.
-            kwargs["attention_mask"] = mask[:, index]
-            pos = kwargs.get("position_ids")
-            if pos is None:
-                pos = torch.arange(length, device=embeds.device).unsqueeze(0)
+            kwargs["attention_mask"] = batch.lm_mask = _left_pad(mask_pieces, 0)
             if self.positions == "contiguous":
-                kwargs["position_ids"] = torch.arange(index.numel(), device=embeds.device).unsqueeze(0)
+                kwargs["position_ids"] = torch.arange(batch.samples[0].lm_len, device=device).unsqueeze(0)
             else:
-                kwargs["position_ids"] = pos[..., index]
-            s.pre_index = index
-            view = _View(torch.arange(index.numel(), device=embeds.device), view.visual_positions, view.visual_origin)
-        elif pre:
-            s.records.append(StageRecord("pre", "pre", None, s.n_visual, s.n_visual, list(range(s.n_visual))))
-        s.lm_len = view.index.numel()
-        s.lm_view = view
-        s.phase = "lm_prefill"
+                kwargs["position_ids"] = _left_pad_last(pos_pieces, 1)
+            batch.lm_length = kwargs["inputs_embeds"].shape[1]
+        else:
+            batch.lm_length = length
+        batch.lm_pads = [batch.lm_length - s.lm_len for s in batch.samples]
+        batch.phase = "lm_prefill"
         return (), kwargs
 
     def _always_apply(self) -> bool:
@@ -177,59 +260,99 @@ class _Surgery:
         if self._state is not None and self._state.phase == "lm_prefill":
             self._state.phase = "decode"
 
+    # ------------------------------------------------------------------ decoder layers (intra-LLM stages)
     def _layer_hook(self, idx: int):
         def hook(module, args, kwargs):
-            s = self._state
-            if s is None or s.phase == "prefill":
+            batch = self._state
+            if batch is None or batch.phase == "prefill":
                 return None
-            if s.phase == "lm_prefill":
-                return self._layer_prefill(idx, module, args, kwargs, s)
-            return self._layer_decode(idx, args, kwargs, s)
+            if batch.phase == "lm_prefill":
+                return self._layer_prefill(idx, module, args, kwargs, batch)
+            return self._layer_decode(idx, args, kwargs, batch)
 
         return hook
 
-    def _current_view(self, idx: int, s: _Prefill) -> _View | None:
+    @staticmethod
+    def _current_view(idx: int, s: _Prefill) -> _View | None:
         layers = [k for k in s.views if k <= idx]
         return s.views[max(layers)] if layers else None
 
-    def _layer_prefill(self, idx, module, args, kwargs, s: _Prefill):
+    @staticmethod
+    def _current_level(idx: int, batch: _Batch) -> _Level | None:
+        layers = [k for k in batch.levels if k <= idx]
+        return batch.levels[max(layers)] if layers else None
+
+    def _layer_prefill(self, idx, module, args, kwargs, batch: _Batch):
         hidden = args[0] if args else kwargs["hidden_states"]
-        stage = next((st for st in s.stages if st.kind == "intra" and st.layer == idx), None)
-        previous = self._current_view(idx, s) or s.lm_view
+        previous_level = self._current_level(idx, batch)
+        lengths = previous_level.lengths if previous_level is not None else [s.lm_len for s in batch.samples]
+        acting = []
+        for s in batch.samples:
+            stage = next((st for st in s.stages if st.kind == "intra" and st.layer == idx), None)
+            previous = self._current_view(idx, s) or s.lm_view
+            if stage is not None and (stage.n_keep < previous.visual_positions.numel() or self._always_apply()):
+                acting.append((s, stage, previous))
+            elif stage is not None:
+                n = previous.visual_positions.numel()
+                s.records.append(
+                    StageRecord(stage.label, "intra", idx, n, n, torch.sort(previous.visual_origin).values)
+                )
         changed = False
-        if stage is not None and (stage.n_keep < previous.visual_positions.numel() or self._always_apply()):
+        if acting:
             # Layer K's own (unpruned) input, so a method may score with layer K's attention; replaced by
             # the pruned input below, which is what a stage at K+1 reads as "layer K".
             unpruned = dict(kwargs)
-            if previous is not s.lm_view:  # an earlier stage pruned: hand its view, as the layer would see it
-                self._gather_layer_kwargs(unpruned, previous, hidden)
-            s.layer_inputs[idx] = self._layer_input(module, hidden, unpruned, previous)
-            view, sel, local = self._apply(stage, previous, hidden)
-            hidden = self._merge(hidden[:, local], view, sel)
-            s.views[idx] = view
+            if previous_level is not None:  # an earlier stage pruned: hand its view, as the layer would see it
+                self._gather_layer_kwargs(unpruned, previous_level, hidden, batch)
+            pieces = [hidden[s.index, hidden.shape[1] - n :] for s, n in zip(batch.samples, lengths, strict=True)]
+            for s, stage, previous in acting:
+                s.layer_inputs[idx] = self._layer_input(module, hidden, unpruned, previous, s.index, lengths[s.index])
+                view, sel, local = self._apply(s, stage, previous, pieces[s.index].unsqueeze(0))
+                pieces[s.index] = self._merge(pieces[s.index].unsqueeze(0)[:, local], view, sel)[0]
+                s.views[idx] = view
+            hidden = _left_pad(pieces)
+            batch.levels[idx] = self._level(batch, idx, hidden.device)
             changed = True
-        elif stage is not None:
-            n = previous.visual_positions.numel()
-            s.records.append(StageRecord(stage.label, "intra", idx, n, n, torch.sort(previous.visual_origin).values))
-        view = self._current_view(idx, s)
-        if view is not None:
-            self._gather_layer_kwargs(kwargs, view, hidden)
+        level = self._current_level(idx, batch)
+        if level is not None:
+            self._gather_layer_kwargs(kwargs, level, hidden, batch)
             changed = True
         if args:
             args = (hidden, *args[1:])
         else:
             kwargs["hidden_states"] = hidden
-        cur = view or s.lm_view
-        s.visual_per_layer.append(int(cur.visual_positions.numel()))
-        if self._captures(idx, s):
-            s.layer_inputs[idx] = self._layer_input(module, hidden, kwargs, cur)
+        lengths = level.lengths if level is not None else [s.lm_len for s in batch.samples]
+        for s in batch.samples:
+            cur = self._current_view(idx, s) or s.lm_view
+            s.visual_per_layer.append(int(cur.visual_positions.numel()))
+            if self._captures(idx, s):
+                s.layer_inputs[idx] = self._layer_input(module, hidden, kwargs, cur, s.index, lengths[s.index])
         return (args, kwargs) if changed else None
 
+    def _level(self, batch: _Batch, idx: int, device: torch.device) -> _Level:
+        """The padded batch sequence from layer ``idx`` on, from each sample's current view."""
+        gathers, rows, lengths = [], [], []
+        for s, lm_pad in zip(batch.samples, batch.lm_pads, strict=True):
+            view = self._current_view(idx, s) or s.lm_view
+            gathers.append(view.index + lm_pad)
+            rows.append(torch.sort(view.index).values + lm_pad)
+            lengths.append(int(view.index.numel()))
+        valid = _left_pad([torch.ones(n, dtype=torch.bool, device=device) for n in lengths], False)
+        return _Level(_left_pad(gathers, 0), _left_pad(rows, 0), valid, min(lengths) != max(lengths) or
+                      any(batch.lm_pads), lengths)  # fmt: skip
+
     @staticmethod
-    def _layer_input(module, hidden: torch.Tensor, kwargs: dict, view: _View) -> LayerInput:
+    def _layer_input(module, hidden: torch.Tensor, kwargs: dict, view: _View, b: int, n: int) -> LayerInput:
+        """Sample ``b``'s layer input (its last ``n`` slots: the batch's left padding stripped), as at batch 1."""
+        start = hidden.shape[1] - n
+        cos, sin = kwargs["position_embeddings"]
+        mask = kwargs.get("attention_mask")
+        if isinstance(mask, torch.Tensor) and mask.dim() == 4:
+            mask = mask[b : b + 1, :, start:, start:]
         positions = view.visual_positions
-        return LayerInput(module, hidden, kwargs["position_embeddings"], kwargs.get("attention_mask"), positions,
-                          _complement(positions, hidden.shape[1]))  # fmt: skip
+        r = b if cos.shape[0] > 1 else 0  # rotary tables are shared by the batch when no position ids are given
+        return LayerInput(module, hidden[b : b + 1, start:], (cos[r : r + 1, start:], sin[r : r + 1, start:]), mask,
+                          positions, _complement(positions, n))  # fmt: skip
 
     def _captures(self, idx: int, s: _Prefill) -> bool:
         # Methods score at layer K with layer K's or K-1's attention; keep references to those inputs only,
@@ -238,45 +361,138 @@ class _Surgery:
             return True
         return any(st.kind == "intra" and st.layer is not None and idx in (st.layer - 1, st.layer) for st in s.stages)
 
-    def _gather_layer_kwargs(self, kwargs: dict, view: _View, hidden: torch.Tensor) -> None:
-        index, cache = view.index, view.cache
+    def _gather_layer_kwargs(self, kwargs: dict, level: _Level, hidden: torch.Tensor, batch: _Batch) -> None:
+        gather, cache = level.gather, level.cache
         cos, sin = kwargs["position_embeddings"]
         if cache.get("pe_src") is not cos:  # the decoder hands every layer the same tensors: gather once
             if self.positions == "contiguous":
-                pos = torch.arange(index.numel(), device=hidden.device).unsqueeze(0)
+                pos = torch.arange(gather.shape[1], device=hidden.device).unsqueeze(0)
                 cache["pe"] = self.model.language_model.rotary_emb(hidden, pos)
             else:
-                cache["pe"] = (cos[:, index], sin[:, index])
+                cache["pe"] = (_take(cos, gather), _take(sin, gather))
             cache["pe_src"] = cos
         kwargs["position_embeddings"] = cache["pe"]
         mask = kwargs.get("attention_mask")
+        if isinstance(mask, torch.Tensor) and mask.dim() != 4 and level.padded:
+            raise PruningError(
+                f"a padded batch reached a pruned layer with a {mask.dim()}-D attention mask; batches run with "
+                "attn_implementation 'sdpa' or 'eager' (4-D masks), flash_attention_2 at batch size 1 only"
+            )
         if isinstance(mask, torch.Tensor):
             if cache.get("mask_src") is not mask:
                 # Sorted: a view whose kept tokens are in a method's entry order (study.py) stays causal in
                 # its own sequence order, as the study's sliced mask is; a no-op for sequence-ordered views.
-                rows = torch.sort(index).values
-                cache["mask"] = mask[:, :, rows][:, :, :, rows]
+                cache["mask"] = _prefill_mask(mask, level)
                 cache["mask_src"] = mask
             kwargs["attention_mask"] = cache["mask"]
+        elif level.padded:
+            if "mask" not in cache:
+                cache["mask"] = _prefill_mask(None, level, self._mask_dtype(hidden))
+            kwargs["attention_mask"] = cache["mask"]
         pos_ids = kwargs.get("position_ids")
-        if isinstance(pos_ids, torch.Tensor) and pos_ids.shape[-1] == self._state.lm_len:
-            kwargs["position_ids"] = pos_ids[..., index]
+        if isinstance(pos_ids, torch.Tensor) and pos_ids.shape[-1] == batch.lm_length:
+            kwargs["position_ids"] = _take_positions(pos_ids, gather)
 
-    def _layer_decode(self, idx, args, kwargs, s: _Prefill):
-        view = self._current_view(idx, s)
-        if view is None:
+    def _mask_dtype(self, hidden: torch.Tensor) -> torch.dtype:
+        """The mask type the attention takes when the engine must build one: boolean for SDPA, additive otherwise."""
+        impl = getattr(self.model.language_model.config, "_attn_implementation", "sdpa")
+        return torch.bool if impl == "sdpa" else hidden.dtype
+
+    def _layer_decode(self, idx, args, kwargs, batch: _Batch):
+        level = self._current_level(idx, batch)
+        if level is None:
             return None
         mask = kwargs.get("attention_mask")
         if isinstance(mask, torch.Tensor):
-            extra = torch.arange(s.lm_len, mask.shape[-1], device=mask.device)
-            kwargs["attention_mask"] = mask[..., torch.cat([view.index, extra])]
+            cols = _take_columns(mask[..., : batch.lm_length], level.gather)
+            if level.padded:
+                cols = cols.masked_fill(~level.valid[:, None, None, :], _attend_value(mask)[1])
+            kwargs["attention_mask"] = torch.cat([cols, mask[..., batch.lm_length :]], dim=-1)
+        elif level.padded:
+            hidden = args[0] if args else kwargs["hidden_states"]
+            # Keys of this step: the layer's cache (its padded kept slots + decoded tokens) and the new tokens.
+            past = kwargs.get("cache", kwargs.get("past_key_values"))
+            steps = past.get_seq_length(idx) - level.gather.shape[1] + hidden.shape[1]
+            valid = torch.cat([level.valid, level.valid.new_ones(batch.size, steps)], dim=1)[:, None, None, :]
+            valid = valid.expand(-1, 1, hidden.shape[1], -1)
+            dtype = self._mask_dtype(hidden)
+            if dtype == torch.bool:
+                kwargs["attention_mask"] = valid
+            else:
+                kwargs["attention_mask"] = torch.zeros(valid.shape, dtype=dtype, device=valid.device).masked_fill(
+                    ~valid, torch.finfo(dtype).min
+                )
         if self.positions == "contiguous":
             hidden = args[0] if args else kwargs["hidden_states"]
             pos = kwargs.get("position_ids")
-            shift = s.lm_len - view.index.numel()
+            s = batch.samples[0]
+            shift = s.lm_len - level.lengths[0]
             if pos is not None:
                 kwargs["position_embeddings"] = self.model.language_model.rotary_emb(hidden, pos - shift)
         return args, kwargs
+
+
+def _take(values: torch.Tensor, gather: torch.Tensor) -> torch.Tensor:
+    """``values[b, gather[b]]`` for ``[B, L, ...]`` values (rotary tables); a batch of one broadcasts."""
+    if values.shape[0] == 1 and gather.shape[0] == 1:
+        return values[:, gather[0]]
+    rows = torch.arange(gather.shape[0], device=gather.device).unsqueeze(1)
+    return values.expand(gather.shape[0], *values.shape[1:])[rows, gather]
+
+
+def _take_positions(pos: torch.Tensor, gather: torch.Tensor) -> torch.Tensor:
+    """Gather position ids ``[B, L]`` / ``[k, B, L]`` (M-RoPE) per sample with ``gather`` ``[B, Lk]``."""
+    if gather.shape[0] == 1 and pos.shape[-2] == 1:
+        return pos[..., gather[0]]
+    lead = pos.shape[:-2]
+    index = gather.expand(*lead, *gather.shape)
+    return pos.expand(*lead, gather.shape[0], pos.shape[-1]).gather(-1, index)
+
+
+def _take_columns(mask: torch.Tensor, gather: torch.Tensor) -> torch.Tensor:
+    """Gather the key columns of a ``[B, h, q, L]`` mask per sample with ``gather`` ``[B, Lk]``."""
+    if gather.shape[0] == 1 and mask.shape[0] == 1:
+        return mask[..., gather[0]]
+    index = gather[:, None, None, :].expand(gather.shape[0], *mask.shape[1:-1], gather.shape[1])
+    return mask.expand(gather.shape[0], *mask.shape[1:]).gather(-1, index)
+
+
+def _left_pad_last(pieces: list[torch.Tensor], fill: int) -> torch.Tensor:
+    """Pieces ``[..., n_b]`` (one sample each) -> ``[..., B, max n]``, padded on the left of the last dimension."""
+    longest = max(p.shape[-1] for p in pieces)
+    out = pieces[0].new_full((*pieces[0].shape[:-1], len(pieces), longest), fill)
+    for b, piece in enumerate(pieces):
+        out[..., b, longest - piece.shape[-1] :] = piece
+    return out
+
+
+def _prefill_mask(mask: torch.Tensor | None, level: _Level, dtype: torch.dtype = torch.bool) -> torch.Tensor:
+    """The 4-D prefill mask of ``level``: each sample's rows/columns gathered (in sequence order), padded slots
+    masked as keys; a padded query attends to itself only. Without a mask, the causal mask of each sample."""
+    if mask is not None and not level.padded and level.rows.shape[0] == 1:
+        rows = level.rows[0]
+        return mask[:, :, rows][:, :, :, rows]
+    size, length = level.rows.shape
+    device = level.rows.device
+    if mask is None:
+        allowed, masked = (True, False) if dtype == torch.bool else (0.0, torch.finfo(dtype).min)
+        heads = 1
+    else:
+        (allowed, masked), dtype, heads = _attend_value(mask), mask.dtype, mask.shape[1]
+    out = torch.full((size, heads, length, length), masked, dtype=dtype, device=device)
+    causal = torch.ones(length, length, dtype=torch.bool, device=device).tril()
+    for b, n in enumerate(level.lengths):
+        start = length - n
+        if mask is None:
+            block = torch.full((1, heads, n, n), masked, dtype=dtype, device=device)
+            block.masked_fill_(causal[:n, :n], allowed)
+        else:
+            rows = level.rows[b, start:]
+            block = mask[b : b + 1, :, rows][:, :, :, rows]
+        out[b : b + 1, :, start:, start:] = block
+        pad = torch.arange(start, device=device)
+        out[b, :, pad, pad] = allowed
+    return out
 
 
 def _complement(positions: torch.Tensor, length: int) -> torch.Tensor:
