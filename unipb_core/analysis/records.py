@@ -23,10 +23,7 @@ VANILLA_EPS = 1e-9  # a vanilla accuracy at or below this makes relative accurac
 SAMPLES = "per-sample records"
 CELLS = "cell-level results"
 # How a cell's score is made from its per-sample rows (see ``cell_scores``); verdicts quote it.
-CELL_SCORE = (
-    "each dataset's official headline metric on a 0-1 scale (analysis.official); the mean per-sample score for "
-    "datasets this workbook does not know or records without the sample fields the official metric needs"
-)
+CELL_SCORE = "official headline metric, 0-1 (row mean where the records allow no official metric)"
 
 CELL_KEYS = ["model", "method", "category", "ratio", "seed", "dataset"]
 ACCURACY_COLUMNS = [*CELL_KEYS, "sample_id", "correct", "error"]
