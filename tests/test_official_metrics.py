@@ -197,3 +197,12 @@ def test_runner_records_carry_what_the_official_aggregate_needs(store, tmp_path:
     scores = [spec.score(s, p) for s, p in zip(samples, frame["prediction"], strict=True)]
     expected = spec.aggregate(samples, scores)
     assert headline(metrics, "hallusionbench")["value"] == pytest.approx(expected["score"])
+
+
+def test_headline_table_has_one_column_per_dataset_headline(store) -> None:
+    write_cell(store, "pope", ["Yes", "No", "Yes", "No", "Yes", "No"])
+    write_cell(store, "pope", ["Yes", "No", "Yes", "No", "Yes", "Yes"], seed=1)
+    table = analysis.headline_table(analysis.official_metrics(store.frame()))
+    assert list(table.columns) == ["model", "method", "ratio", "pope [f1_mean, 0-100]"]
+    # The same seed average as the per-dataset table's headline column.
+    assert table["pope [f1_mean, 0-100]"].iloc[0] == pytest.approx((100 + (200 + 200 / 3) / 3) / 2)

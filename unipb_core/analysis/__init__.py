@@ -8,7 +8,7 @@ Each finding function takes one DataFrame, per-sample records (``SCHEMA``) or ce
 from . import naming
 from .efficiency import agreement_with_unpruned, pareto_front
 from .finding import Finding
-from .official import headline_scores, official_metrics, official_tables, store_metrics
+from .official import headline_scores, headline_table, official_metrics, official_tables, store_metrics
 from .overview import Overview, run_overview
 from .plots import (
     plot_accuracy_vs_ratio,
@@ -38,6 +38,7 @@ __all__ = [
     "compute_findings",
     "findings_table",
     "headline_scores",
+    "headline_table",
     "input_level",
     "naming",
     "no_single_winner",
