@@ -34,6 +34,7 @@ from unipb_core.flops import LMDims, prefill_flops
 from unipb_core.instrument import instrument
 from unipb_core.models import FamilyAdapter
 from unipb_core.pruning import PruningEngine, get, method_class
+from unipb_core.roofline import prefill_bytes
 from unipb_core.timing import SampleTimer
 
 VANILLA = "vanilla"
@@ -148,6 +149,8 @@ def _run_once(model: FamilyAdapter, engine: PruningEngine | None, sample: Sample
     n_text = int(input_ids.shape[1]) - n_visual
     summary = engine.summary() if engine is not None else None
     per_layer = (summary or {}).get("visual_per_layer") or [n_visual] * model.num_layers
+    dims = LMDims.from_config(model.text_config)
+    counts = [n_text + v for v in per_layer]
     return {
         "timings": timings,
         "peak_mem_bytes": int(peak),
@@ -156,7 +159,9 @@ def _run_once(model: FamilyAdapter, engine: PruningEngine | None, sample: Sample
         "n_text": n_text,
         "visual_kept_mean": float(np.mean(per_layer)),
         "tokens_generated": int(out.shape[1] - input_ids.shape[1]),
-        "flops": prefill_flops(LMDims.from_config(model.text_config), [n_text + v for v in per_layer]),
+        "flops": prefill_flops(dims, counts),
+        # Bytes the prefill must move (weights once + KV written; unipb_core.roofline), for the roofline ideal.
+        "bytes_moved": prefill_bytes(dims, counts, model.model.dtype.itemsize),
     }
 
 
@@ -183,7 +188,7 @@ def _summarise(runs_by_sample: dict[str, list[dict[str, Any]]]) -> dict[str, Any
     runs = [r for rs in runs_by_sample.values() for r in rs]
     row["peak_mem_bytes"] = max(r["peak_mem_bytes"] for r in runs)
     row["act_mem_bytes"] = float(np.median([r["act_mem_bytes"] for r in runs]))
-    for key in ("n_visual", "n_text", "visual_kept_mean", "flops", "tokens_generated"):
+    for key in ("n_visual", "n_text", "visual_kept_mean", "flops", "bytes_moved", "tokens_generated"):
         row[key] = float(np.mean([r[key] for r in runs]))
     row["n_runs"] = len(runs)
     return row

@@ -8,6 +8,9 @@ samples (warm-up, interleaved repeats, medians; see ``benchmarks/harness.py``) a
 - ``reports/benchmarks/targets.csv``: each target of docs/benchmarks.md, measured / target;
 - ``reports/benchmarks/pruning_speed.png``: measured vs FLOPs-ideal speed-up, and the prefill breakdown;
 
+each row also carries the device's peak figures (``unipb_core.roofline.PEAKS``, or ``--peak-tflops`` /
+``--peak-gbps``), from which ``report.derive`` computes the roofline-ideal speed-up beside the FLOPs one;
+
 and prints the 88.9 % table and the targets. On a CPU the real architectures are width- and depth-reduced
 (``--reduce``) but keep their real visual-token counts; on a GPU they run full size in bf16.
 """
@@ -31,6 +34,7 @@ import torch
 from benchmarks import architectures, harness, report
 from unipb_core.environment import environment_record
 from unipb_core.pruning import available
+from unipb_core.roofline import device_peak
 
 CPU_REDUCE = 8  # width and depth divisor of the real architectures on a CPU (1 = full size, the GPU default)
 
@@ -57,6 +61,25 @@ def sdpa_backends(device: torch.device) -> str:
         "math": cuda.math_sdp_enabled(),
     }
     return "+".join(k for k, v in flags.items() if v)
+
+
+def peak_figures(
+    device: torch.device, device_name: str, threads: int, dtype: torch.dtype, tflops: float | None, gbps: float | None
+) -> dict[str, object]:
+    """The roofline's peaks for this run: the ``PEAKS`` row of the device, each figure overridable.
+
+    A device without a row and without both overrides gets NaN peaks (the roofline columns are then NaN).
+    """
+    try:
+        peak = device_peak("cpu" if device.type == "cpu" else device_name, threads=max(threads, 1))
+        flops, bw, name = peak.flops_for(dtype), peak.bytes_per_s, peak.name
+    except ValueError:
+        flops, bw, name = float("nan"), float("nan"), "unknown"
+    if tflops is not None:
+        flops, name = tflops * 1e12, f"{name} (override)"
+    if gbps is not None:
+        bw, name = gbps * 1e9, name if name.endswith("(override)") else f"{name} (override)"
+    return {"peak_device": name, "peak_flops": flops, "peak_bytes_per_s": bw}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -101,6 +124,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="torch intra-op threads (default 1 on cpu: no OpenMP oversubscription on a shared "
         "machine; torch's default on cuda; 0: torch's default)",
     )
+    p.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="peak compute (TFLOP/s, in the run's dtype) for the roofline; default: the device's row "
+        "of unipb_core.roofline.PEAKS",
+    )
+    p.add_argument(
+        "--peak-gbps",
+        type=float,
+        default=None,
+        help="peak memory bandwidth (GB/s) for the roofline; default: the device's PEAKS row",
+    )
     p.add_argument("--seed", type=int, default=0, help="weights and random methods")
     p.add_argument("--out", default="reports/benchmarks", help="output folder")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
@@ -144,6 +180,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             "threads": threads, "samples": args.samples, "warmup": args.warmup, "repeats": args.repeats,
             "new_tokens": args.new_tokens, "torch": env["torch"], "transformers": env["transformers"],
             "git_commit": env["git_commit"], "git_dirty": env["git_dirty"],
+            **peak_figures(device, env["device_name"], threads, dtype, args.peak_tflops, args.peak_gbps),
         }  # fmt: skip
         for row in harness.time_model(model, cells, samples, warmup=args.warmup, repeats=args.repeats,
                                       new_tokens=args.new_tokens, seed=args.seed, progress=say):  # fmt: skip

@@ -33,6 +33,10 @@ def test_run_writes_rows_targets_and_table(tmp_path, capsys):
     assert vanilla["ideal_speedup"] == 1.0 and pre["ideal_speedup"] > 1.0
     assert pre["visual_kept_mean"] == 16  # 144 * (1 - 8/9)
     assert pre["speedup_vs_ideal"] == pytest.approx(pre["llm_prefill_speedup"] / pre["ideal_speedup"])
+    # The CPU row of the peak table at one thread; a roofline ideal beside the FLOPs one in every cell.
+    assert vanilla["peak_device"] == "cpu x1" and vanilla["bytes_moved"] > 0
+    assert vanilla["roofline_speedup"] == 1.0 and 1.0 <= pre["roofline_speedup"] <= pre["ideal_speedup"]
+    assert pre["speedup_vs_roofline"] == pytest.approx(pre["llm_prefill_speedup"] / pre["roofline_speedup"])
     written = pd.read_csv(tmp_path / "pruning_speed.csv")
     assert len(written) == 3 and {"t_llm_prefill", "flops", "cpu_name", "attn_implementation"} <= set(written)
     targets = pd.read_csv(tmp_path / "targets.csv")
@@ -50,6 +54,40 @@ def test_plot_is_written(tmp_path):
     df = report.derive(pd.DataFrame(rows))
     assert df.loc[1, "llm_prefill_speedup"] == pytest.approx(2.5) and df.loc[1, "ideal_speedup"] == 4.0
     assert report.plot(df, tmp_path / "p.png").stat().st_size > 0
+
+
+def test_roofline_columns_and_target_by_hand():
+    # Peaks 10 FLOP/s and 1 B/s. vanilla: compute 100/10 = 10 s, memory 8/1 = 8 s -> 10 s (compute-bound);
+    # pruned: compute 20/10 = 2 s, memory 6 s -> 6 s (memory-bound). Roofline speed-up 10/6, FLOPs ideal 5.
+    rows = [{"model": "qwen2.5-vl-7b", "method": m, "ratio": r, "stage": st, "t_llm_prefill": t, "t_prefill": t,
+             "t_total": t, "t_decode": 0.0, "t_harness": 0.0, "flops": f, "bytes_moved": b, "peak_flops": 10.0,
+             "peak_bytes_per_s": 1.0, "device": "cuda:0", "reduce": 1, "n_visual": 1024.0}
+            for m, r, st, t, f, b in (("vanilla", 0.0, "none", 12.0, 100.0, 8.0),
+                                      ("random_pre", 8 / 9, "pre", 8.0, 20.0, 6.0))]  # fmt: skip
+    df = report.derive(pd.DataFrame(rows))
+    pre = df.iloc[1]
+    assert df.iloc[0]["roofline_s"] == 10.0 and not df.iloc[0]["memory_bound"]
+    assert pre["roofline_s"] == 6.0 and pre["memory_bound"]
+    assert pre["ideal_speedup"] == 5.0 and pre["roofline_speedup"] == pytest.approx(10 / 6)
+    assert pre["speedup_vs_roofline"] == pytest.approx(1.5 / (10 / 6))  # measured 12/8 = 1.5 -> 0.9
+    assert pre["roofline_fraction"] == pytest.approx(6 / 8)
+    t = report.check_targets(df).set_index("target").loc["speedup_vs_roofline (pre, 88.9 %)"]
+    assert t["target_value"] == 0.8 and t["applies"] and t["met"]  # 1024 visual tokens on a GPU, full size
+    # Without peak figures the roofline columns are NaN and no roofline target is reported.
+    bare = report.derive(pd.DataFrame(rows).drop(columns=["peak_flops", "peak_bytes_per_s"]))
+    assert bare["roofline_speedup"].isna().all()
+    assert "speedup_vs_roofline (pre, 88.9 %)" not in set(report.check_targets(bare)["target"])
+
+
+def test_peak_figures_lookup_and_overrides():
+    import torch
+
+    h200 = run.peak_figures(torch.device("cuda"), "NVIDIA H200", 0, torch.bfloat16, None, None)
+    assert h200 == {"peak_device": "h200", "peak_flops": 989e12, "peak_bytes_per_s": 4.8e12}
+    cpu = run.peak_figures(torch.device("cpu"), "AMD EPYC", 2, torch.float32, None, 50.0)
+    assert cpu["peak_flops"] == 2 * 96e9 and cpu["peak_bytes_per_s"] == 50e9 and "override" in cpu["peak_device"]
+    unknown = run.peak_figures(torch.device("cuda"), "NVIDIA T4", 0, torch.float16, None, None)
+    assert unknown["peak_device"] == "unknown" and math.isnan(unknown["peak_flops"])
 
 
 @pytest.mark.parametrize("name", list(architectures.ARCHITECTURES))
