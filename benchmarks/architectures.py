@@ -71,6 +71,43 @@ ARCHITECTURES: dict[str, Architecture] = {
     )
 }
 TINY_IMAGE_SIZE = 336  # every tiny family turns a 336-px image into 144 visual tokens
+# Realistic visual-token counts (``--internvl-tiles``, ``--qwen-image``): InternVL3 tiles a 4:3 image, the
+# aspect of a typical photo, so the tile grid is the widest ``max_tiles`` allows (6 -> 3 x 2 + thumbnail =
+# 1792 tokens; 12 -> 4 x 3 + thumbnail = 3328); Qwen2.5-VL takes a square of the given side under the study's
+# pixel bounds (448 -> 1296 tokens, 1344 -> 2304, 1792 -> 4096).
+TILED_IMAGE = (1024, 768)
+
+
+@dataclass(frozen=True)
+class Visual:
+    """How many visual tokens the real architectures get: the defaults are the one-tile / 896-px choices."""
+
+    internvl_tiles: int = 1  # InternVL3 max tiles (VLMEvalKit: 6 for MME and most sets; 1: one 448-px tile)
+    qwen_image: int | None = None  # Qwen2.5-VL square image side under the study's pixel bounds; None: 896 px fixed
+
+    def __post_init__(self) -> None:
+        if self.internvl_tiles < 1:
+            raise ValueError(f"internvl_tiles must be >= 1, got {self.internvl_tiles}")
+        if self.qwen_image is not None and self.qwen_image < 28:
+            raise ValueError(f"qwen_image must be at least 28 px, got {self.qwen_image}")
+
+    def suffix(self, family: str) -> str:
+        """Spec suffix naming a non-default setting (``/tiles6``, ``/1344px``), empty for the defaults."""
+        if family == "internvl" and self.internvl_tiles > 1:
+            return f"/tiles{self.internvl_tiles}"
+        if family == "qwen2_5_vl" and self.qwen_image is not None:
+            return f"/{self.qwen_image}px"
+        return ""
+
+
+DEFAULT_VISUAL = Visual()
+# The study's timing run (Table 4): InternVL3-8B on MME at 88.9 %, VLMEvalKit's tiling (max 6 tiles + thumbnail).
+STUDY_TIMING = {
+    "models": "internvl3-8b",
+    "methods": "random_pre,random_intra,fitprune,fastv,divprune,gprune",
+    "ratios": "0,88.9",
+    "internvl_tiles": 6,
+}
 
 
 def model_names() -> list[str]:
@@ -78,19 +115,27 @@ def model_names() -> list[str]:
     return [f"{TINY_PREFIX}{f}" for f in FAMILIES] + list(ARCHITECTURES)
 
 
-def image_size(name: str) -> int:
-    """Side in pixels of the benchmark image for model ``name``."""
-    return ARCHITECTURES[name].image_size if name in ARCHITECTURES else TINY_IMAGE_SIZE
+def image_size(name: str, visual: Visual = DEFAULT_VISUAL) -> int | tuple[int, int]:
+    """Side in pixels of the benchmark image for model ``name``, or (width, height) for a tiled InternVL."""
+    if name not in ARCHITECTURES:
+        return TINY_IMAGE_SIZE
+    family = ARCHITECTURES[name].family
+    if family == "internvl" and visual.internvl_tiles > 1:
+        return TILED_IMAGE
+    if family == "qwen2_5_vl" and visual.qwen_image is not None:
+        return visual.qwen_image
+    return ARCHITECTURES[name].image_size
 
 
 def build(
     name: str, reduce: int = 1, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-    attn_implementation: str = "sdpa", seed: int = 0,
+    attn_implementation: str = "sdpa", seed: int = 0, visual: Visual = DEFAULT_VISUAL,
 ) -> FamilyAdapter:  # fmt: skip
     """A random-initialised model and its family adapter, built directly on ``device`` (no download).
 
     ``name`` is ``tiny-random:<family>`` (the tiny test model's shape; ``reduce`` is ignored) or an
-    architecture of ``ARCHITECTURES``, divided by ``reduce`` (see the module docstring).
+    architecture of ``ARCHITECTURES``, divided by ``reduce`` (see the module docstring); ``visual`` sets
+    InternVL3's tiling and Qwen2.5-VL's pixel bounds (``Visual``; the image itself comes from ``image_size``).
     """
     if name.startswith(TINY_PREFIX):
         family = FAMILIES[name.removeprefix(TINY_PREFIX)]
@@ -101,9 +146,11 @@ def build(
         arch = ARCHITECTURES[name]
         family = FAMILIES[arch.family]
         _, tiny = family.build_tiny(seed)  # reuse the tiny tokenizer and chat template
-        processor = arch.processor(tiny)
+        options = {"internvl": {"max_tiles": visual.internvl_tiles},
+                   "qwen2_5_vl": {"study_pixels": visual.qwen_image is not None}}.get(arch.family, {})  # fmt: skip
+        processor = arch.processor(tiny, **options)
         config = arch.config(tiny.tokenizer, reduce)
-        spec = name if reduce == 1 else f"{name}/reduce{reduce}"
+        spec = (name if reduce == 1 else f"{name}/reduce{reduce}") + visual.suffix(arch.family)
     else:
         raise ValueError(f"unknown benchmark model {name!r}; accepted: {', '.join(model_names())}")
     torch.manual_seed(seed)

@@ -50,13 +50,18 @@ class Sample:
     prompt: str
 
 
-def load_samples(n: int, image_size: int) -> list[Sample]:
-    """The first ``n`` samples of the offline synthetic suite, drawn at ``image_size`` pixels a side."""
+def load_samples(n: int, image_size: int | tuple[int, int]) -> list[Sample]:
+    """The first ``n`` samples of the offline synthetic suite, drawn at ``image_size`` pixels a side.
+
+    A ``(width, height)`` pair draws them square at the larger side and resizes them to that shape (for
+    InternVL's tiling, which follows the aspect ratio).
+    """
     spec = data.get("synthetic")
-    samples = data.load("synthetic", image_size=image_size)[:n]
+    shape = image_size if isinstance(image_size, tuple) else None
+    samples = data.load("synthetic", image_size=max(shape) if shape else image_size)[:n]
     if len(samples) < n:
         raise ValueError(f"the synthetic suite has {len(samples)} samples; {n} requested")
-    return [Sample(s.id, s.images[0], spec.to_prompt(s)) for s in samples]
+    return [Sample(s.id, s.images[0].resize(shape) if shape else s.images[0], spec.to_prompt(s)) for s in samples]
 
 
 @dataclass(frozen=True)

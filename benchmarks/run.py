@@ -91,6 +91,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--methods", default="all", help="comma-separated registry keys, or 'all' (default)")
     p.add_argument(
+        "--internvl-tiles",
+        type=int,
+        default=1,
+        help="InternVL3 dynamic tiling, max tiles of a 4:3 image (+ a thumbnail): 1 (default) = one "
+        "448-px tile, 256 tokens; 6 (VLMEvalKit, MME) = 1792; 12 = 3328",
+    )
+    p.add_argument(
+        "--qwen-image",
+        type=int,
+        default=None,
+        help="Qwen2.5-VL square image side in px under the study's 1280-4096-token bounds "
+        "(448 -> 1296 tokens, 1344 -> 2304, 1792 -> 4096); default: 896 px fixed, 1024 tokens",
+    )
+    p.add_argument(
+        "--preset",
+        choices=["study-timing"],
+        default=None,
+        help="study-timing: the study's timing run, InternVL3-8B with 6-tile tiling (MME in "
+        "VLMEvalKit), random_pre/random_intra/fitprune/fastv/divprune/gprune at 0 and 88.9 %%; "
+        "overrides --models, --methods, --ratios, --internvl-tiles",
+    )
+    p.add_argument(
         "--ratios",
         default="0,66.7,77.8,88.9",
         help="percent of visual tokens removed; 66.7/77.8/88.9 mean 2/3, 7/9, 8/9 exactly",
@@ -140,7 +162,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="weights and random methods")
     p.add_argument("--out", default="reports/benchmarks", help="output folder")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
-    return p.parse_args(argv)  # fmt: skip
+    args = p.parse_args(argv)
+    if args.preset == "study-timing":
+        for key, value in architectures.STUDY_TIMING.items():
+            setattr(args, key, value)
+    return args  # fmt: skip
 
 
 def _ratios(text: str) -> list[float]:
@@ -150,6 +176,7 @@ def _ratios(text: str) -> list[float]:
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     args = parse_args(argv)
+    visual = architectures.Visual(args.internvl_tiles, args.qwen_image)
     started = time.perf_counter()
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = getattr(torch, args.dtype) if args.dtype != "auto" else (
@@ -167,11 +194,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 
     rows = []
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
-        model = architectures.build(name, reduce, device, dtype, attn, args.seed)
+        model = architectures.build(name, reduce, device, dtype, attn, args.seed, visual)
         env = environment_record(model.model)
         say(f"{model.spec}: built ({sum(p.numel() for p in model.model.parameters()) / 1e6:.0f} M parameters, "
             f"{attn}); {len(cells)} cells x {args.samples} samples x {args.warmup}+{args.repeats} rounds")  # fmt: skip
-        samples = harness.load_samples(args.samples, architectures.image_size(name))
+        samples = harness.load_samples(args.samples, architectures.image_size(name, visual))
         load_before = os.getloadavg()[0]  # the machine's 1-minute load average: is it shared right now?
         meta = {
             "model": model.spec, "family": model.family, "reduce": reduce if name in architectures.ARCHITECTURES else 1,

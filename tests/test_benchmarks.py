@@ -13,9 +13,9 @@ from PIL import Image
 # benchmarks/ is a folder of scripts at the repository root, not part of the installed package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import architectures, report, run  # noqa: E402
+from benchmarks import architectures, harness, report, run  # noqa: E402
 from unipb_core.flops import LMDims  # noqa: E402
-from unipb_core.models import FAMILIES  # noqa: E402
+from unipb_core.models import FAMILIES, internvl, qwen2_5_vl  # noqa: E402
 
 
 def test_run_writes_rows_targets_and_table(tmp_path, capsys):
@@ -108,3 +108,42 @@ def test_architectures_keep_real_shapes_and_token_counts(name):
                                            tokenize=False)  # fmt: skip
     ids = processor(images=[image], text=prompt, return_tensors="pt")["input_ids"][0]
     assert int((ids == processor.image_token_id).sum()) == arch.n_visual
+
+
+def test_realistic_visual_token_counts():
+    _, tiny_internvl = FAMILIES["internvl"].build_tiny(0)
+    wide = Image.new("RGB", architectures.TILED_IMAGE)  # 4:3
+    for tiles, n_tiles in ((1, 1), (6, 7), (12, 13)):  # 1 tile; 3 x 2 + thumbnail; 4 x 3 + thumbnail
+        processor = internvl.real_processor(tiny_internvl, max_tiles=tiles)
+        assert processor.image_processor(wide, return_tensors="pt")["pixel_values"].shape[0] == n_tiles
+    _, tiny_qwen = FAMILIES["qwen2_5_vl"].build_tiny(0)
+    study = qwen2_5_vl.real_processor(tiny_qwen, study_pixels=True)
+    for side, tokens in ((448, 1296), (1344, 2304), (1792, 4096)):  # upscaled to >= 1280 tokens, capped at 4096
+        grid = study.image_processor(Image.new("RGB", (side, side)), return_tensors="pt")["image_grid_thw"][0]
+        assert int(grid.prod()) // 4 == tokens
+    with pytest.raises(ValueError, match="max_tiles"):
+        internvl.real_processor(tiny_internvl, max_tiles=0)
+    with pytest.raises(ValueError, match="internvl_tiles"):
+        architectures.Visual(internvl_tiles=0)
+
+
+def test_visual_flags_and_study_preset():
+    args = run.parse_args(["--preset", "study-timing"])
+    assert (args.models, args.internvl_tiles, args.ratios) == ("internvl3-8b", 6, "0,88.9")
+    assert args.methods.split(",") == ["random_pre", "random_intra", "fitprune", "fastv", "divprune", "gprune"]
+    visual = architectures.Visual(6, 1344)
+    assert architectures.image_size("internvl3-8b", visual) == architectures.TILED_IMAGE
+    assert architectures.image_size("qwen2.5-vl-7b", visual) == 1344
+    assert architectures.image_size("llava-1.5-7b", visual) == 336
+    assert architectures.image_size("internvl3-8b") == 448  # defaults unchanged: one tile
+    samples = harness.load_samples(1, (160, 120))
+    assert samples[0].image.size == (160, 120)
+
+
+def test_tiled_internvl_runs_through_the_engine(tmp_path):
+    df = run.main(["--models", "internvl3-8b", "--internvl-tiles", "6", "--reduce", "16", "--methods", "random_pre",
+                   "--ratios", "0,88.9", "--samples", "1", "--warmup", "0", "--repeats", "1", "--new-tokens", "1",
+                   "--device", "cpu", "--out", str(tmp_path), "--no-plot"])  # fmt: skip
+    assert df["error"].isna().all() and set(df["model"]) == {"internvl3-8b/reduce16/tiles6"}
+    assert (df["n_visual"] == 7 * 256).all()
+    assert df.iloc[1]["visual_kept_mean"] == pytest.approx(7 * 256 / 9, abs=1)
