@@ -180,7 +180,8 @@ def targets_table(res: pd.DataFrame) -> str:
 
 
 def plot(df: pd.DataFrame, path: Path) -> Path:
-    """Measured vs FLOPs-ideal LLM-prefill speed-up per model (top) and the 88.9 % prefill breakdown (bottom)."""
+    """Measured (and roofline-ideal, grey x) vs FLOPs-ideal LLM-prefill speed-up per model (top) and the 88.9 %
+    prefill breakdown (bottom)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -195,6 +196,8 @@ def plot(df: pd.DataFrame, path: Path) -> Path:
         for kind, marker in (("pre", "o"), ("intra", "^"), ("pre+intra", "s")):
             k = g[g["stage"] == kind]
             ax.scatter(k["ideal_speedup"], k["llm_prefill_speedup"], marker=marker, s=18, label=kind, alpha=0.8)
+        if "roofline_speedup" in g and g["roofline_speedup"].notna().any():  # what the hardware allows, per cell
+            ax.scatter(g["ideal_speedup"], g["roofline_speedup"], marker="x", c="grey", s=14, label="roofline ideal")
         hi = float(np.nanmax([g["ideal_speedup"].max(), g["llm_prefill_speedup"].max(), 1.5])) * 1.05
         xs = np.linspace(1, hi, 10)
         ax.plot(xs, xs, "k-", lw=0.8, label="ideal")

@@ -56,12 +56,12 @@ def test_plot_is_written(tmp_path):
     assert report.plot(df, tmp_path / "p.png").stat().st_size > 0
 
 
-def test_roofline_columns_and_target_by_hand():
+def test_roofline_columns_and_target_by_hand(tmp_path):
     # Peaks 10 FLOP/s and 1 B/s. vanilla: compute 100/10 = 10 s, memory 8/1 = 8 s -> 10 s (compute-bound);
     # pruned: compute 20/10 = 2 s, memory 6 s -> 6 s (memory-bound). Roofline speed-up 10/6, FLOPs ideal 5.
     rows = [{"model": "qwen2.5-vl-7b", "method": m, "ratio": r, "stage": st, "t_llm_prefill": t, "t_prefill": t,
-             "t_total": t, "t_decode": 0.0, "t_harness": 0.0, "flops": f, "bytes_moved": b, "peak_flops": 10.0,
-             "peak_bytes_per_s": 1.0, "device": "cuda:0", "reduce": 1, "n_visual": 1024.0}
+             "t_total": t, "t_decode": 0.0, "t_harness": 0.0, "t_vision": 0.0, "flops": f, "bytes_moved": b,
+             "peak_flops": 10.0, "peak_bytes_per_s": 1.0, "device": "cuda:0", "reduce": 1, "n_visual": 1024.0}
             for m, r, st, t, f, b in (("vanilla", 0.0, "none", 12.0, 100.0, 8.0),
                                       ("random_pre", 8 / 9, "pre", 8.0, 20.0, 6.0))]  # fmt: skip
     df = report.derive(pd.DataFrame(rows))
@@ -77,6 +77,11 @@ def test_roofline_columns_and_target_by_hand():
     bare = report.derive(pd.DataFrame(rows).drop(columns=["peak_flops", "peak_bytes_per_s"]))
     assert bare["roofline_speedup"].isna().all()
     assert "speedup_vs_roofline (pre, 88.9 %)" not in set(report.check_targets(bare)["target"])
+    assert report.plot(df, tmp_path / "roofline.png").stat().st_size > 0
+    assert "h200: 989 TFLOP/s, 4800 GB/s" in report.table(df.assign(peak_device="h200", peak_flops=989e12,
+                                                                     peak_bytes_per_s=4.8e12, device_name="x",
+                                                                     dtype="bf16", attn_implementation="sdpa",
+                                                                     t_method=0.0, peak_mem_bytes=1))  # fmt: skip
 
 
 def test_peak_figures_lookup_and_overrides():
