@@ -76,7 +76,7 @@ def device_peak(device_name: str, threads: int = 1) -> DevicePeak:
     An unknown device raises: pass its figures as a ``DevicePeak`` instead.
     """
     low = device_name.lower()
-    for key in ("h200", "h100", "a100"):  # h200 before h100: neither name contains the other, order is cheap
+    for key in ("h200", "h100", "a100"):
         if key in low:
             return PEAKS[key]
     if "cpu" in low:
