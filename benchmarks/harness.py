@@ -34,6 +34,7 @@ from unipb_core.flops import LMDims, prefill_flops
 from unipb_core.instrument import instrument
 from unipb_core.models import FamilyAdapter
 from unipb_core.pruning import PruningEngine, get, method_class
+from unipb_core.roofline import prefill_bytes
 from unipb_core.timing import SampleTimer
 
 VANILLA = "vanilla"
@@ -49,13 +50,18 @@ class Sample:
     prompt: str
 
 
-def load_samples(n: int, image_size: int) -> list[Sample]:
-    """The first ``n`` samples of the offline synthetic suite, drawn at ``image_size`` pixels a side."""
+def load_samples(n: int, image_size: int | tuple[int, int]) -> list[Sample]:
+    """The first ``n`` samples of the offline synthetic suite, drawn at ``image_size`` pixels a side.
+
+    A ``(width, height)`` pair draws them square at the larger side and resizes them to that shape (for
+    InternVL's tiling, which follows the aspect ratio).
+    """
     spec = data.get("synthetic")
-    samples = data.load("synthetic", image_size=image_size)[:n]
+    shape = image_size if isinstance(image_size, tuple) else None
+    samples = data.load("synthetic", image_size=max(shape) if shape else image_size)[:n]
     if len(samples) < n:
         raise ValueError(f"the synthetic suite has {len(samples)} samples; {n} requested")
-    return [Sample(s.id, s.images[0], spec.to_prompt(s)) for s in samples]
+    return [Sample(s.id, s.images[0].resize(shape) if shape else s.images[0], spec.to_prompt(s)) for s in samples]
 
 
 @dataclass(frozen=True)
@@ -148,6 +154,8 @@ def _run_once(model: FamilyAdapter, engine: PruningEngine | None, sample: Sample
     n_text = int(input_ids.shape[1]) - n_visual
     summary = engine.summary() if engine is not None else None
     per_layer = (summary or {}).get("visual_per_layer") or [n_visual] * model.num_layers
+    dims = LMDims.from_config(model.text_config)
+    counts = [n_text + v for v in per_layer]
     return {
         "timings": timings,
         "peak_mem_bytes": int(peak),
@@ -156,7 +164,9 @@ def _run_once(model: FamilyAdapter, engine: PruningEngine | None, sample: Sample
         "n_text": n_text,
         "visual_kept_mean": float(np.mean(per_layer)),
         "tokens_generated": int(out.shape[1] - input_ids.shape[1]),
-        "flops": prefill_flops(LMDims.from_config(model.text_config), [n_text + v for v in per_layer]),
+        "flops": prefill_flops(dims, counts),
+        # Bytes the prefill must move (weights once + KV written; unipb_core.roofline), for the roofline ideal.
+        "bytes_moved": prefill_bytes(dims, counts, model.model.dtype.itemsize),
     }
 
 
@@ -183,7 +193,7 @@ def _summarise(runs_by_sample: dict[str, list[dict[str, Any]]]) -> dict[str, Any
     runs = [r for rs in runs_by_sample.values() for r in rs]
     row["peak_mem_bytes"] = max(r["peak_mem_bytes"] for r in runs)
     row["act_mem_bytes"] = float(np.median([r["act_mem_bytes"] for r in runs]))
-    for key in ("n_visual", "n_text", "visual_kept_mean", "flops", "tokens_generated"):
+    for key in ("n_visual", "n_text", "visual_kept_mean", "flops", "bytes_moved", "tokens_generated"):
         row[key] = float(np.mean([r[key] for r in runs]))
     row["n_runs"] = len(runs)
     return row

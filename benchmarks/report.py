@@ -2,7 +2,10 @@
 
 Every ratio is taken within one model of one run: the measured LLM-prefill speed-up of a cell is the unpruned
 (vanilla) cell's ``t_llm_prefill`` over the cell's, measured side by side in the same process; the ideal is
-the FLOPs model's ``prefill_flops(vanilla) / prefill_flops(cell)`` for the same inputs.
+the FLOPs model's ``prefill_flops(vanilla) / prefill_flops(cell)`` for the same inputs. The roofline ideal
+(``unipb_core.roofline``) bounds each cell's prefill by ``max(flops / peak_flops, bytes_moved /
+peak_bytes_per_s)`` with the device's peak figures recorded in the row; its speed-up is what pruning can buy
+on that hardware, far below the FLOPs ideal where the forward is bound by reading the weights.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ class Targets:
 
     speedup_vs_ideal_gpu: float = 0.8  # pre-LLM methods at 88.9 %, full-size architecture on a GPU
     speedup_vs_ideal_cpu: float = 0.6  # ... reduced architecture on a CPU
+    roofline_long: float = 0.8  # measured / roofline-ideal speed-up, pre-LLM at 88.9 %, GPU, >= 1024 visual tokens
+    roofline_576: float = 0.6  # ... 576 to 1023 visual tokens
     method_share_pre: float = 0.01  # method time / prefill time, pre-LLM methods
     method_share_intra: float = 0.03  # ... methods with an intra-LLM stage
     harness_share: float = 0.05  # (total - preprocess - prefill - decode) / total, per run
@@ -31,9 +36,15 @@ class Targets:
 def derive(df: pd.DataFrame) -> pd.DataFrame:
     """Add speed-ups against the same model's vanilla cell, their ratio to the FLOPs ideal, and shares."""
     df = df.copy()
-    for col in ("t_total", "t_harness", "t_prefill", "t_decode", "t_llm_prefill", "t_method", "flops", "error"):
+    for col in ("t_total", "t_harness", "t_prefill", "t_decode", "t_llm_prefill", "t_method", "flops", "error",
+                "bytes_moved", "peak_flops", "peak_bytes_per_s"):  # fmt: skip
         if col not in df:
             df[col] = np.nan
+    # Roofline: the larger of compute time and memory time at the device's peaks (NaN without peak figures).
+    compute = df["flops"].astype(float) / df["peak_flops"].astype(float)
+    memory = df["bytes_moved"].astype(float) / df["peak_bytes_per_s"].astype(float)
+    df["roofline_s"] = np.fmax(compute, memory).where(compute.notna() & memory.notna())
+    df["memory_bound"] = (memory > compute).where(compute.notna() & memory.notna())
     base = df[df["method"] == "vanilla"].set_index("model")
     ref = df["model"].map(lambda m: base.loc[m] if m in base.index else None)
 
@@ -43,6 +54,9 @@ def derive(df: pd.DataFrame) -> pd.DataFrame:
     df["ideal_speedup"] = of("flops") / df["flops"]
     df["llm_prefill_speedup"] = of("t_llm_prefill") / df["t_llm_prefill"]
     df["speedup_vs_ideal"] = df["llm_prefill_speedup"] / df["ideal_speedup"]
+    df["roofline_speedup"] = of("roofline_s") / df["roofline_s"]
+    df["speedup_vs_roofline"] = df["llm_prefill_speedup"] / df["roofline_speedup"]
+    df["roofline_fraction"] = df["roofline_s"] / df["t_llm_prefill"]  # 1.0: the decoder runs at the hardware limit
     df["prefill_speedup"] = of("t_prefill") / df["t_prefill"]
     df["total_speedup"] = of("t_total") / df["t_total"]
     df["method_share"] = df["t_method"].fillna(0.0) / df["t_prefill"]
@@ -74,6 +88,13 @@ def check_targets(df: pd.DataFrame, targets: Targets = Targets()) -> pd.DataFram
             applies = _is_arch(model) and (full or not gpu)
             out.append(("speedup_vs_ideal (pre, 88.9 %)", model, worst["speedup_vs_ideal"], need, ">=",
                         worst["method"], applies))  # fmt: skip
+            if pre["speedup_vs_roofline"].notna().any():
+                worst = pre.loc[pre["speedup_vs_roofline"].idxmin()]
+                n_visual = float(g["n_visual"].iloc[0])
+                need = targets.roofline_long if n_visual >= 1024 else targets.roofline_576
+                applies = _is_arch(model) and gpu and full and n_visual >= 576
+                out.append(("speedup_vs_roofline (pre, 88.9 %)", model, worst["speedup_vs_roofline"], need, ">=",
+                            worst["method"], applies))  # fmt: skip
         pruned = g[g["ratio"] > 0]
         for kind, need in (("pre", targets.method_share_pre), ("intra", targets.method_share_intra)):
             sel = pruned[pruned["stage"] == "pre"] if kind == "pre" else pruned[pruned["stage"].str.contains("intra")]
@@ -90,16 +111,25 @@ def check_targets(df: pd.DataFrame, targets: Targets = Targets()) -> pd.DataFram
     return res
 
 
+def _peaks(g: pd.DataFrame) -> str:
+    """The peak figures the roofline columns of one model used, for the table heads."""
+    if "peak_flops" not in g or not np.isfinite(float(g["peak_flops"].iloc[0])):
+        return "no peak figures"
+    r = g.iloc[0]
+    return f"{r['peak_device']}: {r['peak_flops'] / 1e12:.3g} TFLOP/s, {r['peak_bytes_per_s'] / 1e9:.4g} GB/s"
+
+
 def table(df: pd.DataFrame, ratio: float = TOP_RATIO) -> str:
     """Fixed-width text table of one ratio (plus each model's vanilla row), times in milliseconds."""
     sel = df[(df["method"] == "vanilla") | np.isclose(df["ratio"], ratio)]
     lines = []
     head = (f"{'method':<14}{'stage':<10}{'llm_pf':>9}{'prefill':>9}{'decode':>9}{'total':>9}{'method':>8}"
-            f"{'peakMB':>8}{'GFLOP':>9}{'speedup':>8}{'ideal':>7}{'ratio':>7}{'m/pf%':>7}{'harn%':>7}")  # fmt: skip
+            f"{'peakMB':>8}{'GFLOP':>9}{'speedup':>8}{'ideal':>7}{'ratio':>7}{'roof':>7}{'r/roof':>7}{'m/pf%':>7}"
+            f"{'harn%':>7}")  # fmt: skip
     for model, g in sel.groupby("model", sort=False):
         lines += ["", f"== {model}  ({g['device_name'].iloc[0]}, {g['dtype'].iloc[0]}, "
                   f"{g['attn_implementation'].iloc[0]}, {int(g['n_visual'].iloc[0])} visual tokens, "
-                  f"ratio {ratio * 100:.1f} %; times in ms)", head]  # fmt: skip
+                  f"ratio {ratio * 100:.1f} %; times in ms; roofline {_peaks(g)})", head]  # fmt: skip
         for _, r in g.iterrows():
             if isinstance(r.get("error"), str):
                 lines.append(f"{r['method']:<14}{r['stage']:<10}  error: {r['error'][:80]}")
@@ -108,7 +138,8 @@ def table(df: pd.DataFrame, ratio: float = TOP_RATIO) -> str:
                 f"{r['method']:<14}{r['stage']:<10}{r['t_llm_prefill'] * 1e3:>9.1f}{r['t_prefill'] * 1e3:>9.1f}"
                 f"{r['t_decode'] * 1e3:>9.1f}{r['t_total'] * 1e3:>9.1f}{np.nan_to_num(r['t_method']) * 1e3:>8.2f}"
                 f"{r['peak_mem_bytes'] / 2**20:>8.0f}{r['flops'] / 1e9:>9.2f}{r['llm_prefill_speedup']:>8.2f}"
-                f"{r['ideal_speedup']:>7.2f}{r['speedup_vs_ideal']:>7.2f}{r['method_share'] * 100:>7.2f}"
+                f"{r['ideal_speedup']:>7.2f}{r['speedup_vs_ideal']:>7.2f}{r['roofline_speedup']:>7.2f}"
+                f"{r['speedup_vs_roofline']:>7.2f}{r['method_share'] * 100:>7.2f}"
                 f"{r['harness_share'] * 100:>7.2f}"
             )
     return "\n".join(lines)
@@ -119,15 +150,16 @@ def markdown(df: pd.DataFrame, targets: pd.DataFrame, ratio: float = TOP_RATIO) 
     sel = df[df["error"].isna() & ((df["method"] == "vanilla") | np.isclose(df["ratio"], ratio))]
     lines = []
     for model, g in sel.groupby("model", sort=False):
-        lines += [f"**{model}** ({int(g['n_visual'].iloc[0])} visual tokens; ms)", "",
-                  "| method | stage | llm_prefill | prefill | decode | total | method | GFLOPs | speed-up | ideal "
-                  "| ratio | method % prefill |", "|" + "---|" * 12]  # fmt: skip
+        lines += [f"**{model}** ({int(g['n_visual'].iloc[0])} visual tokens; ms; roofline {_peaks(g)})", "",
+                  "| method | stage | llm_prefill | prefill | decode | total | method | GFLOPs | speed-up "
+                  "| FLOPs ideal | ratio | roofline ideal | ratio | method % prefill |", "|" + "---|" * 14]  # fmt: skip
         for _, r in g.iterrows():
             lines.append(
                 f"| {r['method']} | {r['stage']} | {r['t_llm_prefill'] * 1e3:.1f} | {r['t_prefill'] * 1e3:.1f} "
                 f"| {r['t_decode'] * 1e3:.1f} | {r['t_total'] * 1e3:.1f} | {np.nan_to_num(r['t_method']) * 1e3:.2f} "
                 f"| {r['flops'] / 1e9:.2f} | {r['llm_prefill_speedup']:.2f} | {r['ideal_speedup']:.2f} "
-                f"| {r['speedup_vs_ideal']:.2f} | {r['method_share'] * 100:.2f} |"
+                f"| {r['speedup_vs_ideal']:.2f} | {r['roofline_speedup']:.2f} | {r['speedup_vs_roofline']:.2f} "
+                f"| {r['method_share'] * 100:.2f} |"
             )
         lines.append("")
     lines += ["| target | model | measured | target | met | worst cell |", "|---|---|---|---|---|---|"]
@@ -148,7 +180,8 @@ def targets_table(res: pd.DataFrame) -> str:
 
 
 def plot(df: pd.DataFrame, path: Path) -> Path:
-    """Measured vs FLOPs-ideal LLM-prefill speed-up per model (top) and the 88.9 % prefill breakdown (bottom)."""
+    """Measured (and roofline-ideal, grey x) vs FLOPs-ideal LLM-prefill speed-up per model (top) and the 88.9 %
+    prefill breakdown (bottom)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -163,6 +196,8 @@ def plot(df: pd.DataFrame, path: Path) -> Path:
         for kind, marker in (("pre", "o"), ("intra", "^"), ("pre+intra", "s")):
             k = g[g["stage"] == kind]
             ax.scatter(k["ideal_speedup"], k["llm_prefill_speedup"], marker=marker, s=18, label=kind, alpha=0.8)
+        if "roofline_speedup" in g and g["roofline_speedup"].notna().any():  # what the hardware allows, per cell
+            ax.scatter(g["ideal_speedup"], g["roofline_speedup"], marker="x", c="grey", s=14, label="roofline ideal")
         hi = float(np.nanmax([g["ideal_speedup"].max(), g["llm_prefill_speedup"].max(), 1.5])) * 1.05
         xs = np.linspace(1, hi, 10)
         ax.plot(xs, xs, "k-", lw=0.8, label="ideal")

@@ -8,6 +8,9 @@ samples (warm-up, interleaved repeats, medians; see ``benchmarks/harness.py``) a
 - ``reports/benchmarks/targets.csv``: each target of docs/benchmarks.md, measured / target;
 - ``reports/benchmarks/pruning_speed.png``: measured vs FLOPs-ideal speed-up, and the prefill breakdown;
 
+each row also carries the device's peak figures (``unipb_core.roofline.PEAKS``, or ``--peak-tflops`` /
+``--peak-gbps``), from which ``report.derive`` computes the roofline-ideal speed-up beside the FLOPs one;
+
 and prints the 88.9 % table and the targets. On a CPU the real architectures are width- and depth-reduced
 (``--reduce``) but keep their real visual-token counts; on a GPU they run full size in bf16.
 """
@@ -31,6 +34,7 @@ import torch
 from benchmarks import architectures, harness, report
 from unipb_core.environment import environment_record
 from unipb_core.pruning import available
+from unipb_core.roofline import device_peak
 
 CPU_REDUCE = 8  # width and depth divisor of the real architectures on a CPU (1 = full size, the GPU default)
 
@@ -59,6 +63,25 @@ def sdpa_backends(device: torch.device) -> str:
     return "+".join(k for k, v in flags.items() if v)
 
 
+def peak_figures(
+    device: torch.device, device_name: str, threads: int, dtype: torch.dtype, tflops: float | None, gbps: float | None
+) -> dict[str, object]:
+    """The roofline's peaks for this run: the ``PEAKS`` row of the device, each figure overridable.
+
+    A device without a row and without both overrides gets NaN peaks (the roofline columns are then NaN).
+    """
+    try:
+        peak = device_peak("cpu" if device.type == "cpu" else device_name, threads=max(threads, 1))
+        flops, bw, name = peak.flops_for(dtype), peak.bytes_per_s, peak.name
+    except ValueError:
+        flops, bw, name = float("nan"), float("nan"), "unknown"
+    if tflops is not None:
+        flops, name = tflops * 1e12, f"{name} (override)"
+    if gbps is not None:
+        bw, name = gbps * 1e9, name if name.endswith("(override)") else f"{name} (override)"
+    return {"peak_device": name, "peak_flops": flops, "peak_bytes_per_s": bw}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
@@ -67,6 +90,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="comma-separated: tiny-random:<family> and/or " + ", ".join(architectures.ARCHITECTURES),
     )
     p.add_argument("--methods", default="all", help="comma-separated registry keys, or 'all' (default)")
+    p.add_argument(
+        "--internvl-tiles",
+        type=int,
+        default=1,
+        help="InternVL3 dynamic tiling, max tiles of a 4:3 image (+ a thumbnail): 1 (default) = one "
+        "448-px tile, 256 tokens; 6 (VLMEvalKit, MME) = 1792; 12 = 3328",
+    )
+    p.add_argument(
+        "--qwen-image",
+        type=int,
+        default=None,
+        help="Qwen2.5-VL square image side in px under the study's 1280-4096-token bounds "
+        "(448 -> 1296 tokens, 1344 -> 2304, 1792 -> 4096); default: 896 px fixed, 1024 tokens",
+    )
+    p.add_argument(
+        "--preset",
+        choices=["study-timing"],
+        default=None,
+        help="study-timing: the study's timing run, InternVL3-8B with 6-tile tiling (MME in "
+        "VLMEvalKit), random_pre/random_intra/fitprune/fastv/divprune/gprune at 0 and 88.9 %%; "
+        "overrides --models, --methods, --ratios, --internvl-tiles",
+    )
     p.add_argument(
         "--ratios",
         default="0,66.7,77.8,88.9",
@@ -101,10 +146,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="torch intra-op threads (default 1 on cpu: no OpenMP oversubscription on a shared "
         "machine; torch's default on cuda; 0: torch's default)",
     )
+    p.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="peak compute (TFLOP/s, in the run's dtype) for the roofline; default: the device's row "
+        "of unipb_core.roofline.PEAKS",
+    )
+    p.add_argument(
+        "--peak-gbps",
+        type=float,
+        default=None,
+        help="peak memory bandwidth (GB/s) for the roofline; default: the device's PEAKS row",
+    )
     p.add_argument("--seed", type=int, default=0, help="weights and random methods")
     p.add_argument("--out", default="reports/benchmarks", help="output folder")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
-    return p.parse_args(argv)  # fmt: skip
+    args = p.parse_args(argv)
+    if args.preset == "study-timing":
+        for key, value in architectures.STUDY_TIMING.items():
+            setattr(args, key, value)
+    return args  # fmt: skip
 
 
 def _ratios(text: str) -> list[float]:
@@ -114,6 +176,7 @@ def _ratios(text: str) -> list[float]:
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     args = parse_args(argv)
+    visual = architectures.Visual(args.internvl_tiles, args.qwen_image)
     started = time.perf_counter()
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = getattr(torch, args.dtype) if args.dtype != "auto" else (
@@ -131,11 +194,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 
     rows = []
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
-        model = architectures.build(name, reduce, device, dtype, attn, args.seed)
+        model = architectures.build(name, reduce, device, dtype, attn, args.seed, visual)
         env = environment_record(model.model)
         say(f"{model.spec}: built ({sum(p.numel() for p in model.model.parameters()) / 1e6:.0f} M parameters, "
             f"{attn}); {len(cells)} cells x {args.samples} samples x {args.warmup}+{args.repeats} rounds")  # fmt: skip
-        samples = harness.load_samples(args.samples, architectures.image_size(name))
+        samples = harness.load_samples(args.samples, architectures.image_size(name, visual))
         load_before = os.getloadavg()[0]  # the machine's 1-minute load average: is it shared right now?
         meta = {
             "model": model.spec, "family": model.family, "reduce": reduce if name in architectures.ARCHITECTURES else 1,
@@ -144,6 +207,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             "threads": threads, "samples": args.samples, "warmup": args.warmup, "repeats": args.repeats,
             "new_tokens": args.new_tokens, "torch": env["torch"], "transformers": env["transformers"],
             "git_commit": env["git_commit"], "git_dirty": env["git_dirty"],
+            **peak_figures(device, env["device_name"], threads, dtype, args.peak_tflops, args.peak_gbps),
         }  # fmt: skip
         for row in harness.time_model(model, cells, samples, warmup=args.warmup, repeats=args.repeats,
                                       new_tokens=args.new_tokens, seed=args.seed, progress=say):  # fmt: skip

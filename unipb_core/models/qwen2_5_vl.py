@@ -202,11 +202,20 @@ def real_config(tok, reduce: int = 1) -> Qwen2_5_VLConfig:
     )  # fmt: skip
 
 
-def real_processor(tiny) -> Qwen2_5_VLImageProcessor:
-    """A processor giving 1024 visual tokens for an 896 x 896 image, on the tiny model's tokenizer."""
-    pixels = REAL_IMAGE_SIZE * REAL_IMAGE_SIZE
+# The study's VLMEvalKit setting for Qwen2.5-VL-7B: 1280 to 4096 visual tokens (one per 28 x 28 px).
+STUDY_MIN_PIXELS, STUDY_MAX_PIXELS = 1280 * 28 * 28, 4096 * 28 * 28
+
+
+def real_processor(tiny, study_pixels: bool = False) -> Qwen2_5_VLImageProcessor:
+    """A processor for the real shape, on the tiny model's tokenizer.
+
+    Default: every image resized to 896 x 896 px, 1024 visual tokens. ``study_pixels``: the study's bounds
+    (``STUDY_MIN_PIXELS`` / ``STUDY_MAX_PIXELS``), so the count follows the image: a 1792-px square gives
+    4096 tokens, anything below ~1000 px a side is upscaled to at least 1280.
+    """
+    low, high = (STUDY_MIN_PIXELS, STUDY_MAX_PIXELS) if study_pixels else (REAL_IMAGE_SIZE**2, REAL_IMAGE_SIZE**2)
     image_processor = Qwen2VLImageProcessorPil(
-        size={"shortest_edge": pixels, "longest_edge": pixels}, patch_size=14, merge_size=2, temporal_patch_size=2
+        size={"shortest_edge": low, "longest_edge": high}, patch_size=14, merge_size=2, temporal_patch_size=2
     )
     return Qwen2_5_VLImageProcessor(image_processor=image_processor, tokenizer=tiny.tokenizer,
                                     chat_template=tiny.chat_template)  # fmt: skip
