@@ -43,6 +43,19 @@ def tiny_model(family: str, attn_implementation: str = "sdpa"):
     return _loaded[key]
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """The tiny models gain nothing from intra-op threads; on a shared 2-core machine under load, threads make
+    each small matmul wait for a descheduled worker (test_pruning_extra_methods, measured: 175 s with 2 threads,
+    12-28 s with 1). A module opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(params=FAMILY_NAMES)
 def family(request) -> str:
     return request.param

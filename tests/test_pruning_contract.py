@@ -10,7 +10,6 @@ keeps exactly 48 / 32 / 16 of the 144 visual tokens at 66.7 / 77.8 / 88.9 % (its
 from __future__ import annotations
 
 import pytest
-import torch
 from conftest import draw_image, tiny_model
 from pruning_invariants import PROMPT, check_invariants
 
@@ -29,13 +28,7 @@ def registry_cases() -> list:
     ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads; on a loaded 2-core machine threads make them wait."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models run faster on one thread
 
 
 _INPUTS: dict = {}

@@ -25,14 +25,7 @@ ATTENTION_SCORED = ("mustdrop", "sparsevlm")
 RATIOS = (0.667, 0.778, 0.889)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny models gain nothing from intra-op threads; on a shared 2-core machine under load, threads make
-    each small matmul wait for a descheduled worker (this file, measured: 175 s with 2 threads, 12-28 s with 1)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models run faster on one thread
 
 
 @pytest.fixture
