@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from ..vocabulary import VANILLA
+from ..vocabulary import BASELINE_CATEGORY, VANILLA
 
 RANDOM_PRE = "random_pre"  # random pruning before the LLM (on the vision tokens)
 RANDOM_INTRA = "random_intra"  # random pruning inside the LLM
@@ -41,6 +41,13 @@ RANDOM_STAGE: dict[str, str] = {RANDOM_PRE: "pre-LLM", RANDOM_INTRA: "intra-LLM"
 # Method category (the paper's grouping) -> stage family. Hybrid methods act inside the LLM too.
 CATEGORY_STAGE: dict[str, str] = {"vit": "pre-LLM", "llm": "intra-LLM", "hybrid": "intra-LLM"}
 CATEGORIES = ("baseline", "random", "vit", "llm", "hybrid")
+# Pruned-method categories in reading order, with the heading the report gives each (figures, overview).
+CATEGORY_LABELS: dict[str, str] = {
+    "vit": "ViT-side (before the LLM)",
+    "llm": "LLM-side (inside the LLM)",
+    "hybrid": "hybrid (both stages)",
+    BASELINE_CATEGORY: "simple baselines",
+}
 
 # Column of an external table -> column of the analysis. Compared after ``_fold`` like method names.
 COLUMN_ALIASES: dict[str, str] = {

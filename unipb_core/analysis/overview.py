@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from ..vocabulary import RANDOM_CATEGORY, VANILLA
+from .naming import CATEGORY_LABELS
 from .records import (
     ACCURACY_COLUMNS,
     excluded_note,
@@ -29,7 +30,6 @@ from .schema import require_columns
 # The shipped tiny models' manifest (``unipb train-tiny`` writes it beside the weights). Found by path rather than
 # by importing ``unipb_core.models``, which would load torch and transformers just to read a JSON file.
 MANIFEST = Path(__file__).resolve().parents[1] / "models" / "weights" / "MANIFEST.json"
-CATEGORY_NAMES = {"vit": "ViT-side", "llm": "LLM-side", "hybrid": "hybrid", "baseline": "simple baselines"}
 Z95 = 1.959964  # two-sided 95 % normal quantile
 _CELL = ["model", "method", "ratio", "seed", "dataset"]
 
@@ -255,11 +255,11 @@ def _listing(values: Counter, unit: str = "cells") -> str:
 def _bullets(recs: pd.DataFrame, envs: list[dict], records: pd.DataFrame) -> list[str]:
     methods = recs[["method", "category"]].drop_duplicates()
     groups = []
-    for category, name in CATEGORY_NAMES.items():
+    for category, name in CATEGORY_LABELS.items():
         keys = sorted(methods.loc[(methods["category"] == category) & (methods["method"] != VANILLA), "method"])
         if keys:
             groups.append(f"{name}: {', '.join(keys)}")
-    other = sorted(set(methods["category"]) - set(CATEGORY_NAMES) - {RANDOM_CATEGORY})
+    other = sorted(set(methods["category"]) - set(CATEGORY_LABELS) - {RANDOM_CATEGORY})
     groups += [f"{c}: {', '.join(sorted(methods.loc[methods['category'] == c, 'method']))}" for c in other]
     randoms = sorted(methods.loc[methods["category"] == RANDOM_CATEGORY, "method"])
     ratios = sorted(recs.loc[recs["method"] != VANILLA, "ratio"].unique())

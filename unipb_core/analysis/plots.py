@@ -29,18 +29,12 @@ from matplotlib.patches import Patch
 from ..vocabulary import BASELINE_CATEGORY, RANDOM_CATEGORY, VANILLA
 from .efficiency import pareto_front
 from .finding import Finding
+from .naming import CATEGORY_LABELS
 from .records import ACCURACY_COLUMNS, relative_accuracy, sample_scores, usable_records
 from .sensitivity import OCR, task_sensitivity
 from .stats import bootstrap_mean_ci
 from .variance import ratio_dominance
 
-# Pruned-method categories in column order, with the heading each gets; an unknown category goes last.
-CATEGORY_LABELS = {
-    "vit": "ViT-side (before the LLM)",
-    "llm": "LLM-side (inside the LLM)",
-    "hybrid": "hybrid (both stages)",
-    BASELINE_CATEGORY: "simple baselines",
-}
 _MARKERS = {"vit": "o", "llm": "s", "hybrid": "^", BASELINE_CATEGORY: "D"}
 # tab10 without its grey (index 7), which is kept for the random baselines.
 _COLOURS = [c for i, c in enumerate(sns.color_palette("tab10").as_hex()) if i != 7]
