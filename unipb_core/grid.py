@@ -360,18 +360,19 @@ def _check_model(spec: str, cells: list[Cell]) -> None:
 def _check_layers(cell: Cell, num_layers: int) -> None:
     """The method's stages must lie inside the model (what the engine would find at the first sample)."""
     from .pruning import get
+    from .pruning.base import stage_outside
 
     method = get(cell.method, **cell.method_params)
     try:
         stages = method.plan(576, cell.ratio, num_layers)
     except ValueError as exc:
         raise ParamsError(f"params key 'method_params': {cell.method} on {cell.model}: {exc}") from exc
-    for stage in stages:
-        if stage.kind == "intra" and not 0 <= (stage.layer or 0) < num_layers:
-            raise ParamsError(
-                f"params key 'method_params': {cell.method} acts at decoder layer {stage.layer}, outside "
-                f"{cell.model}, which has {num_layers} layers (accepted: 0..{num_layers - 1})"
-            )
+    outside = stage_outside(stages, num_layers)
+    if outside is not None:
+        raise ParamsError(
+            f"params key 'method_params': {cell.method} acts at decoder layer {outside.layer}, outside "
+            f"{cell.model}, which has {num_layers} layers (accepted: 0..{num_layers - 1})"
+        )
 
 
 def _load_data(cell: Cell) -> list[data.Sample]:

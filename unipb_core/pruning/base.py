@@ -47,6 +47,14 @@ class Selection:
     merged: torch.Tensor | None = None
 
 
+def stage_outside(stages: list[Stage], num_layers: int) -> Stage | None:
+    """The first intra-LLM stage whose layer is not a decoder layer of a model with ``num_layers`` layers.
+
+    The one check the engine runs at a sample and the params check runs before any model loads.
+    """
+    return next((st for st in stages if st.kind == "intra" and not 0 <= (st.layer or 0) < num_layers), None)
+
+
 def n_keep_for(n_visual: int, ratio: float) -> int:
     """Tokens kept at a single stage: ``round(N * (1 - ratio))`` (the study's ratios give 48/32/16 of 144).
 

@@ -24,7 +24,7 @@ import torch
 
 from ..models.base import FamilyAdapter
 from ..timing import SampleTimer
-from .base import PruningMethod, Selection, Stage
+from .base import PruningMethod, Selection, Stage, stage_outside
 from .context import PruneContext
 from .errors import PruningError
 from .surgery import StageRecord, _arg, _Batch, _Prefill, _Surgery
@@ -190,12 +190,12 @@ class PruningEngine(_Surgery):
             is_visual = self.model.visual_mask(ids[0])
             n_visual = int(is_visual.sum())
             stages = self.method.plan(n_visual, self.ratio, self.model.num_layers) if n_visual else []
-            for stage in stages:
-                if stage.kind == "intra" and not 0 <= (stage.layer or 0) < self.model.num_layers:
-                    raise PruningError(
-                        f"method {self.method.name!r}: layer K={stage.layer} is outside the model; {self.model.spec} "
-                        f"has {self.model.num_layers} decoder layers (valid K: 0..{self.model.num_layers - 1})"
-                    )
+            outside = stage_outside(stages, self.model.num_layers)
+            if outside is not None:
+                raise PruningError(
+                    f"method {self.method.name!r}: layer K={outside.layer} is outside the model; {self.model.spec} "
+                    f"has {self.model.num_layers} decoder layers (valid K: 0..{self.model.num_layers - 1})"
+                )
             generator = torch.Generator(device="cpu")
             digest = hashlib.sha256(f"{self.seed}:{key}".encode()).digest()
             generator.manual_seed(int.from_bytes(digest[:8], "little"))
