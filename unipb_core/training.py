@@ -166,8 +166,14 @@ def encoded_stream(
             yield encode(adapter, spec, sample)
         return
     rng = random.Random(f"{config.seed}|{dimension}")
+    # A process forked from one that holds a CUDA context must not touch CUDA; spawned workers start clean.
+    context = "spawn" if config.device != "cpu" else None
     loader = torch.utils.data.DataLoader(
-        _EncodedChunks(config, dimension), batch_size=None, num_workers=workers, prefetch_factor=4
+        _EncodedChunks(config, dimension),
+        batch_size=None,
+        num_workers=workers,
+        prefetch_factor=4,
+        multiprocessing_context=context,
     )
     for items in loader:
         rng.shuffle(items)
@@ -206,6 +212,11 @@ class BalancedBatches:
         for dimension, ok in zip(dimensions, correct, strict=True):
             old = self.error.get(dimension, 1.0)
             self.error[dimension] = self.momentum * old + (1 - self.momentum) * (not ok)
+
+    def close(self) -> None:
+        """Stop the streams now (their worker processes, if any) rather than at interpreter exit."""
+        for stream in self.streams.values():
+            stream.close()
 
     def __iter__(self) -> Iterator[tuple[list[str], list[Item]]]:
         """Endless batches as (dimension of each sample, encoded samples)."""
@@ -357,33 +368,35 @@ def _train(config: TrainConfig, batches: Iterable[list[data.Sample]] | None, log
     dimension_hits: dict[str, list[bool]] = defaultdict(list)  # teacher-forced exact matches since the last log
     model.train()
     start = time.perf_counter()
-    for step, (dimensions, items) in enumerate(stream, start=1):
-        if step > config.steps:
-            break
-        batch = {key: value.to(config.device) for key, value in collate(items, pad_id).items()}
-        loss, exact = answer_loss(model, batch)
-        hits = exact.tolist()
-        for dimension, hit in zip(dimensions, hits, strict=True):
-            dimension_hits[dimension].append(hit)
+    try:
+        for step, (dimensions, items) in enumerate(itertools.islice(stream, config.steps), start=1):
+            batch = {key: value.to(config.device) for key, value in collate(items, pad_id).items()}
+            loss, exact = answer_loss(model, batch)
+            hits = exact.tolist()
+            for dimension, hit in zip(dimensions, hits, strict=True):
+                dimension_hits[dimension].append(hit)
+            if balanced is not None:
+                balanced.update(dimensions, hits)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            result.losses.append(loss.item())
+            if config.log_every and step % config.log_every == 0:
+                recent = result.losses[-config.log_every :]
+                # Teacher-forced exact match per dimension (how many samples of each the batches drew).
+                per_dim = " ".join(f"{d[:4]}={sum(v) / len(v):.2f}/{len(v)}" for d, v in sorted(dimension_hits.items()))
+                log(f"step {step:5d}  loss {sum(recent) / len(recent):.4f}  lr {scheduler.get_last_lr()[0]:.2e}  "
+                    f"{time.perf_counter() - start:6.0f}s  [{per_dim}]")  # fmt: skip
+                dimension_hits.clear()
+            if heldout and config.eval_every and step % config.eval_every == 0 and step < config.steps:
+                accuracy = evaluate(adapter, heldout, spec)
+                result.evaluations.append({"step": step, **accuracy})
+                log(f"step {step:5d}  held-out ({config.eval_per_dimension}/dimension)  {format_accuracy(accuracy)}")
+    finally:
         if balanced is not None:
-            balanced.update(dimensions, hits)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        result.losses.append(loss.item())
-        if config.log_every and step % config.log_every == 0:
-            recent = result.losses[-config.log_every :]
-            # Teacher-forced exact match per dimension (how many samples of each the batches drew).
-            per_dim = " ".join(f"{d[:4]}={sum(v) / len(v):.2f}/{len(v)}" for d, v in sorted(dimension_hits.items()))
-            log(f"step {step:5d}  loss {sum(recent) / len(recent):.4f}  lr {scheduler.get_last_lr()[0]:.2e}  "
-                f"{time.perf_counter() - start:6.0f}s  [{per_dim}]")  # fmt: skip
-            dimension_hits.clear()
-        if heldout and config.eval_every and step % config.eval_every == 0 and step < config.steps:
-            accuracy = evaluate(adapter, heldout, spec)
-            result.evaluations.append({"step": step, **accuracy})
-            log(f"step {step:5d}  held-out ({config.eval_per_dimension}/dimension)  {format_accuracy(accuracy)}")
+            balanced.close()
     result.seconds = time.perf_counter() - start
     model.eval()
     if heldout:
