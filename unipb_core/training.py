@@ -66,7 +66,7 @@ CUDA_STEPS = 8000
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Defaults are the settings the shipped weights were trained with (see docs/tiny-models.md)."""
+    """Defaults are the recipe (docs/tiny-models.md); MANIFEST.json records what each shipped family ran."""
 
     family: str  # llava | internvl | qwen2_5_vl
     steps: int | None = None  # optimizer steps; None = the family's BUDGET_STEPS (CPU) or CUDA_STEPS (GPU)
