@@ -202,12 +202,14 @@ def cmd_train_tiny(args: argparse.Namespace) -> int:
     """Train one tiny family on the synthetic train split, save it and record it in the weights manifest."""
     from functools import partial
 
-    from .training import TrainConfig, train_and_ship
+    from .training import TrainConfig, require_device, train_and_ship
 
-    flags = {"steps": args.steps, "seed": args.seed, "threads": args.threads}
+    flags = {"steps": args.steps, "seed": args.seed, "threads": args.threads, "device": args.device}
+    flags |= {"batch_size": args.batch_size, "workers": args.workers}
     try:
         config = TrainConfig(family=args.family, **{k: v for k, v in flags.items() if v is not None})
-    except ValueError as exc:  # unknown family, steps < 1
+        require_device(config.device)
+    except ValueError as exc:  # unknown family or device, steps < 1, no CUDA device
         print(f"error: {exc}", file=sys.stderr)
         return 2
     entry = train_and_ship(config, args.out, test_per_dimension=args.test_limit, log=partial(print, flush=True))
@@ -283,12 +285,19 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--quiet", action="store_true", help="no progress bars")
     report.set_defaults(func=cmd_report)
     train_tiny = sub.add_parser(
-        "train-tiny", parents=[debug], help="train one tiny model family on the synthetic suite (CPU)"
+        "train-tiny", parents=[debug], help="train one tiny model family on the synthetic suite"
     )
     train_tiny.add_argument("--family", required=True, help="llava, internvl or qwen2_5_vl")
     train_tiny.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the family's budget)")
     train_tiny.add_argument("--seed", type=int, default=None, help="seeds the weights and the data (default 0)")
     train_tiny.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 2)")
+    train_tiny.add_argument("--device", default=None, help="cpu (default), cuda or cuda:<index>")
+    train_tiny.add_argument(
+        "--batch-size", type=int, default=None, help="samples per step (default 8 on cpu, 32 on cuda)"
+    )
+    train_tiny.add_argument(
+        "--workers", type=int, default=None, help="processes drawing the training images (default 0; ~12 on a GPU)"
+    )
     train_tiny.add_argument("--out", default=None, help="output folder (default: the shipped models/weights/<family>)")
     train_tiny.add_argument("--test-limit", type=int, default=50, help="test samples per dimension for the accuracy")
     train_tiny.set_defaults(func=cmd_train_tiny)

@@ -1,7 +1,9 @@
 """Drawing primitives of the synthetic suite: large, high-contrast shapes, bars and text on a white canvas.
 
-Everything is sized relative to the canvas so the same task reads the same at 224, 336 or 448 pixels, and
-objects sit in distinct cells of a 3x3 grid so they never overlap (a count is then unambiguous).
+Everything is sized relative to the canvas so the same task reads the same at 224, 336 or 448 pixels. An
+object covers several visual tokens but never the whole image (a single object is 30-45 % of the canvas side,
+about 10-20 of the 144 tokens the tiny models see), so dropping 88.9 % of the tokens can lose it. Several
+objects sit in distinct cells of a grid so they never overlap (a count is then unambiguous).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "orange": (245, 125, 10),
 }
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star")
-GRID = 3
+GRID = 2  # objects of a count or presence task: one per cell of a 2x2 grid
 Box = tuple[float, float, float, float]
 
 
@@ -32,25 +34,36 @@ def canvas(size: int) -> tuple[Image.Image, ImageDraw.ImageDraw]:
 
 
 def grid_boxes(rng: random.Random, size: int, n: int) -> list[Box]:
-    """``n`` boxes in distinct cells of a 3x3 grid, each 60-80 % of its cell and jittered inside it."""
+    """``n`` boxes in distinct cells of a 2x2 grid, each 55-75 % of its cell and jittered inside it."""
     if not 1 <= n <= GRID * GRID:
         raise ValueError(f"can place 1..{GRID * GRID} objects, asked for {n}")
     cell = size / GRID
     margin = 0.05 * cell  # objects in neighbouring cells stay at least 10 % of a cell apart
     boxes = []
     for index in rng.sample(range(GRID * GRID), n):
-        side = cell * rng.uniform(0.6, 0.8)
+        side = cell * rng.uniform(0.55, 0.75)
         x0 = (index % GRID) * cell + margin + rng.uniform(0, cell - side - 2 * margin)
         y0 = (index // GRID) * cell + margin + rng.uniform(0, cell - side - 2 * margin)
         boxes.append((x0, y0, x0 + side, y0 + side))
     return boxes
 
 
-def centre_box(rng: random.Random, size: int) -> Box:
-    """One large box (45-65 % of the canvas) placed at random: the single object of a colour/shape task."""
-    side = size * rng.uniform(0.45, 0.65)
-    x0, y0 = rng.uniform(0, size - side), rng.uniform(0, size - side)
-    return (x0, y0, x0 + side, y0 + side)
+def centre_box(rng: random.Random, size: int, side: str | None = None) -> Box:
+    """One large box (30-45 % of the canvas) placed at random: the single object of a colour/shape task.
+
+    ``side="left"`` / ``"right"`` keeps the whole box at least 5 % of the canvas away from the vertical midline
+    on that side, so which half it is in is never a close call.
+    """
+    width = size * rng.uniform(0.3, 0.45)
+    if side is None:
+        x0 = rng.uniform(0, size - width)
+    elif side in ("left", "right"):
+        x0 = rng.uniform(0, 0.45 * size - width)
+        x0 = x0 if side == "left" else size - width - x0
+    else:
+        raise ValueError(f"unknown side {side!r}; expected None, 'left' or 'right'")
+    y0 = rng.uniform(0, size - width)
+    return (x0, y0, x0 + width, y0 + width)
 
 
 def draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: Box, colour: str) -> None:
