@@ -103,3 +103,9 @@ def test_the_shipped_manifest_knows_each_tiny_family():
     manifest = shipped_manifest()
     assert {"llava", "internvl", "qwen2_5_vl"} <= set(manifest)
     assert all(isinstance(entry["parameters"], int) for entry in manifest.values())
+
+
+def test_a_checkpoint_shows_the_steps_it_reached(records):
+    manifest = {"llava": {"config": {"steps": 4000}, "stopped_at_step": 3000}}
+    models = run_overview(records, _cells(records), manifest=manifest).models.set_index("model")
+    assert "train split, 3000 steps" in models.loc["tiny:llava", "trained_on"]

@@ -146,7 +146,8 @@ def _model_table(recs: pd.DataFrame, envs: list[dict], manifest: Mapping[str, An
         entry = manifest.get(family, {}) if kind == "tiny" else {}
         count = _parameter_count(model, envs, entry)
         if kind == "tiny":
-            steps = entry.get("config", {}).get("steps")
+            # A run stopped early ships a checkpoint: the steps it reached, not the ones it was set for.
+            steps = entry.get("stopped_at_step") or entry.get("config", {}).get("steps")
             trained = "the synthetic suite only (train split" + (f", {steps} steps" if steps else "") + ")"
             real = False
         elif kind == "random":
