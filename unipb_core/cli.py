@@ -38,15 +38,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def summary_text(summary) -> str:
-    """``runner.cell_summary`` as plain text for the terminal, with a line counting failed samples."""
+    """``runner.cell_summary`` as plain text for the terminal (failures: its ``errors`` column; ``cmd_run`` then
+    prints one summary line with the first distinct errors on stderr)."""
     import pandas as pd
 
     if summary.empty:
         return "(no cells)"
     with pd.option_context("display.max_rows", None, "display.width", 160, "display.float_format", "{:.3f}".format):
-        text = summary.drop(columns="config_hash").to_string(index=False)
-    errors = int(summary["errors"].sum())
-    return text + (f"\n{errors} sample(s) failed in this run; their errors are in the store." if errors else "")
+        return summary.drop(columns="config_hash").to_string(index=False)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
