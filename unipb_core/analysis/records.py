@@ -195,12 +195,16 @@ class Inputs(NamedTuple):
         return f"{self.level}; cell score: {score}"
 
 
-def prepare(df: pd.DataFrame, aliases: Mapping[str, str] | None = None) -> Inputs:
+def prepare(df: pd.DataFrame | Inputs, aliases: Mapping[str, str] | None = None) -> Inputs:
     """Validate ``df`` at either level and return its ``Inputs`` (errors and unscored rows excluded and counted).
 
     Method names are mapped through ``naming.METHOD_ALIASES`` (plus ``aliases``); a missing ``category`` comes
     from the method registry and random baselines are recognised by name, whatever their stated category.
+    Already prepared ``Inputs`` are returned as they are, so ``compute_findings`` computes the official cell
+    scores once for all four findings.
     """
+    if isinstance(df, Inputs):
+        return df
     level = input_level(df)
     if level == SAMPLES:
         require_columns(df, [c for c in ACCURACY_COLUMNS if c not in ("category", "error")])
