@@ -290,6 +290,41 @@ def test_nearest_tokens_by_hand():
     assert nearest_tokens(ds).tolist() == [0, 2, 5]
 
 
+def greedy_in_full(ds):
+    """The placement as one loop over every token and every cell (float32 squared distances, as the rule's)."""
+    anchors, offset = [], 0
+    for unit, (rows, cols) in enumerate(ds.unit_grids):
+        grid = torch.tensor([[t // cols, t % cols] for t in range(rows * cols)], dtype=torch.float32)
+        taken = set()
+        for centre in ds.centres[ds.units == unit]:
+            dist = (centre - grid).pow(2).sum(-1).tolist()
+            cell = min((t for t in range(rows * cols) if t not in taken), key=lambda t: (dist[t], t))  # noqa: B023
+            taken.add(cell)
+            anchors.append(offset + cell)
+        offset += rows * cols
+    return anchors
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_nearest_tokens_matches_the_greedy_in_full(seed):
+    """Coarse-grid centres, random quarter-cell centres (ties and collisions: the greedy in full) and distinct
+    half-cell ones (ties, no collision: the 2 x 2 search)."""
+    g = torch.Generator().manual_seed(seed)
+    rows, cols = (int(v) for v in torch.randint(1, 20, (2,), generator=g))
+    k = int(torch.randint(1, rows * cols + 1, (1,), generator=g))
+    gh = max(1, math.floor(math.sqrt(k * rows / cols) + 0.5))
+    gw = math.ceil(k / gh)
+    ii, jj = torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij")
+    cells = torch.stack([(ii + 0.5) * rows / gh - 0.5, (jj + 0.5) * cols / gw - 0.5], -1).reshape(-1, 2)
+    quarters = torch.stack([torch.randint(0, 4 * n - 3, (k,), generator=g) for n in (rows, cols)], 1) / 4
+    # Distinct even cells moved by 0, 1/4 or 1/2 (ties) in each axis: no collision, so the 2 x 2 search decides.
+    even = torch.cartesian_prod(torch.arange(0, rows, 2), torch.arange(0, cols, 2)).float()
+    even = even[torch.randperm(len(even), generator=g)] + torch.randint(0, 3, even.shape, generator=g) / 4
+    for centres in (run_means(cells, k), quarters, even.clamp(max=torch.tensor([rows - 1.0, cols - 1.0]))):
+        ds = Downsampled(torch.zeros(len(centres), dtype=torch.long), centres, [(rows, cols)])
+        assert nearest_tokens(ds).tolist() == greedy_in_full(ds)
+
+
 # ---------------------------------------------------------------------------- refusals
 def test_refusal_names_the_family(image):
     model = tiny_model("llava")

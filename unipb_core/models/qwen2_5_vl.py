@@ -106,8 +106,8 @@ class Qwen2_5_VLAdapter(FamilyAdapter):
         for unit, (gh, gw) in jobs:
             rows, cols = grids[unit]
             # Flat layout (image_processing_pil_qwen2_vl.patchify): (h/m, w/m, m, m, C, T, p, p); an image's T
-            # frames are copies, so their mean is the frame.
-            image = flat[starts[unit] : starts[unit + 1]].view(rows, cols, m, m, ch, tp, p, p).float().mean(dim=5)
+            # frames are copies (the processor tiles it), so the first is the image.
+            image = flat[starts[unit] : starts[unit + 1]].view(rows, cols, m, m, ch, tp, p, p)[:, :, :, :, :, 0].float()
             image = image.permute(4, 0, 2, 5, 1, 3, 6).reshape(1, ch, rows * m * p, cols * m * p)
             image = self._resize(image, gh * m * p, gw * m * p)[0]
             new = image.reshape(ch, gh, m, p, gw, m, p).permute(1, 4, 2, 5, 0, 3, 6).unsqueeze(5)

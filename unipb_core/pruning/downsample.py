@@ -43,7 +43,11 @@ from .registry import register
 
 def nearest_tokens(ds: Downsampled) -> torch.Tensor:
     """For each token of the resized images, the nearest free original visual token (an index into the
-    visual-token list)."""
+    visual-token list): tokens in raster order each take the nearest cell not yet taken, ties to the lowest index.
+
+    When no two tokens of a unit share their nearest cell (the rule at the study's ratios), each takes it, found
+    among the 2 x 2 cells around it (``_nearest_cells``); otherwise the greedy runs over every cell in full.
+    """
     offsets = [0]
     for rows, cols in ds.unit_grids:
         offsets.append(offsets[-1] + rows * cols)
@@ -52,19 +56,45 @@ def nearest_tokens(ds: Downsampled) -> torch.Tensor:
         members = (ds.units == unit).nonzero().squeeze(1)
         if members.numel() == 0:
             continue
-        ii, jj = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
-        grid = torch.stack([ii.reshape(-1), jj.reshape(-1)], dim=1).float()  # [R * C, 2] raster order
-        dist = (ds.centres[members].float().unsqueeze(1) - grid).pow(2).sum(-1)  # exact on half-integer centres
-        orders = torch.argsort(dist, dim=1, stable=True)
-        heads = orders[:, :9].tolist()  # collisions are rare: only look further when the nine nearest are taken
-        taken: set[int] = set()
-        for i, row in enumerate(members.tolist()):
-            cell = next((c for c in heads[i] if c not in taken), None)
-            if cell is None:
-                cell = next(c for c in orders[i].tolist() if c not in taken)
-            taken.add(cell)
-            anchors[row] = offsets[unit] + cell
+        centres = ds.centres[members].float()
+        nearest = _nearest_cells(centres, rows, cols)
+        if torch.unique(nearest).numel() < nearest.numel():
+            nearest = _free_nearest_cells(centres, rows, cols)
+        anchors[members] = offsets[unit] + nearest
     return anchors
+
+
+def _squared_distances(centres: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+    """``[n, m]`` squared distances from ``centres [n, 2]`` to ``cells`` (``[m, 2]`` or ``[n, m, 2]``), exact on
+    half-integer centres; both nearest-cell searches use this one expression, so they see the same ties."""
+    return (centres.unsqueeze(1) - cells.float()).pow(2).sum(-1)
+
+
+def _nearest_cells(centres: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """Each centre's nearest cell of a ``rows x cols`` grid (raster index, ties to the lowest). Only the 2 x 2 cells
+    around a centre can be nearest: any other is at least 1 away (squared), one of them at most 0.5."""
+    low = centres.floor().long()
+    r = torch.stack([low[:, 0], low[:, 0] + 1], 1).clamp(0, rows - 1)
+    c = torch.stack([low[:, 1], low[:, 1] + 1], 1).clamp(0, cols - 1)
+    cells = torch.stack([r.repeat_interleave(2, 1), c.repeat(1, 2)], -1)  # [n, 4, 2], raster order
+    best = _squared_distances(centres, cells).argmin(dim=1, keepdim=True)  # argmin: the first of equal minima
+    return (cells[..., 0] * cols + cells[..., 1]).gather(1, best).squeeze(1)
+
+
+def _free_nearest_cells(centres: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """The greedy in full: centres in order each take the nearest cell not yet taken (ties to the lowest index)."""
+    ii, jj = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
+    orders = torch.argsort(_squared_distances(centres, torch.stack([ii, jj], -1).reshape(-1, 2)), dim=1, stable=True)
+    heads = orders[:, :9].tolist()  # collisions are rare: only look further when the nine nearest are taken
+    taken: set[int] = set()
+    out = []
+    for i, head in enumerate(heads):
+        cell = next((c for c in head if c not in taken), None)
+        if cell is None:
+            cell = next(c for c in orders[i].tolist() if c not in taken)
+        taken.add(cell)
+        out.append(cell)
+    return torch.tensor(out, dtype=torch.long)
 
 
 @register
