@@ -114,7 +114,7 @@ class Qwen2_5_VLAdapter(FamilyAdapter):
             pieces.append(new.expand(gh, gw, m, m, ch, tp, p, p).reshape(gh * gw * m * m, ch * tp * p * p))
             new_thw.append([1, gh * m, gw * m])
         rest = {key: value for key, value in call.items() if key not in self._image_call_args}
-        thw = torch.tensor(new_thw, dtype=grid_thw.dtype).to(grid_thw.device)
+        thw = torch.tensor(new_thw, dtype=grid_thw.dtype).to(grid_thw.device, non_blocking=True)
         out = encode(torch.cat(pieces).to(flat.dtype), thw, **rest)
         return out, list(out.pooler_output)
 

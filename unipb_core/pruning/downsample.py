@@ -109,5 +109,6 @@ class Downsample(PruningMethod):
     def select(self, ctx: PruneContext) -> Selection:
         # Inputs a family cannot resize are refused (PruningError) when the engine encodes them, before this runs.
         ds = ctx.vision["downsampled"]()
-        keep, order = torch.sort(nearest_tokens(ds).to(ctx.visual.device))
+        # A host-to-device copy that does not wait for the queued work (CUDA stages pageable memory at once).
+        keep, order = torch.sort(nearest_tokens(ds).to(ctx.visual.device, non_blocking=True))
         return Selection(keep, ctx.visual[: keep.numel()][order])
