@@ -1,21 +1,18 @@
-"""MustDrop, SparseVLM and Downsample: layer-averaged budgets, fidelity to slow transcriptions of the rules, and
-SDPA == eager selections for the attention-scored ones (the contract is in test_pruning_contract.py)."""
+"""MustDrop, SparseVLM and Downsample: layer-averaged budgets; MustDrop and SparseVLM: fidelity to slow transcriptions
+of the rules and SDPA == eager selections (the contract is in test_pruning_contract.py; Downsample's own tests are in
+test_downsample.py)."""
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from conftest import draw_image, tiny_model
-from pruning_invariants import PROMPT, logits
+from pruning_invariants import PROMPT
 
-from unipb_core.models.base import Downsampled, ModelInputError
-from unipb_core.pruning import PruningEngine, PruningError, Stage, get
+from unipb_core.pruning import PruningEngine, Stage, get
 from unipb_core.pruning.context import PruneContext
-from unipb_core.pruning.downsample import nearest_tokens
 from unipb_core.pruning.mustdrop import filter_keep
 from unipb_core.pruning.schedule import reachable_mean
 from unipb_core.pruning.sparsevlm import recycle
@@ -291,105 +288,3 @@ def test_sparsevlm_recycled_features_reach_the_next_layer(eager_llava):
     many_summary, many = run(model, get("sparsevlm", recycle_share=1.0), 0.667, inputs)
     assert few_summary["stages"][0] == many_summary["stages"][0]  # the same first selection ...
     assert not torch.allclose(few.logits, many.logits)  # ... with different merged features
-
-
-# ---------------------------------------------------------------------------- Downsample
-def test_downsample_at_the_full_size_is_the_stock_model(model, inputs):
-    """Re-encoding at the original size goes through the stock vision path (Qwen: patchify undone and redone).
-    Ratio 0.001 keeps all 144 tokens but still re-encodes (at ratio 0 the engine applies no stage at all)."""
-    summary, out = run(model, get("downsample"), 0.001, inputs)
-    assert summary["stages"][0]["kept"] == list(range(144))
-    torch.testing.assert_close(out.logits, logits(model, inputs), rtol=0, atol=1e-6)
-
-
-def qwen_image(model, inputs):
-    """Python-loop transcription of the Qwen processor's patch layout back to a [C, H, W] image."""
-    vc = model.config.vision_config
-    p, m, tp = vc.patch_size, vc.spatial_merge_size, vc.temporal_patch_size
-    flat = inputs["pixel_values"]
-    _, h, w = inputs["image_grid_thw"][0].tolist()
-    image = torch.zeros(3, h * p, w * p)
-    row = 0
-    for a in range(h // m):
-        for b in range(w // m):
-            for mh in range(m):
-                for mw in range(m):
-                    patch = flat[row].view(3, tp, p, p)[:, 0]
-                    r, c = (a * m + mh) * p, (b * m + mw) * p
-                    image[:, r : r + p, c : c + p] = patch
-                    row += 1
-    return image
-
-
-def slow_coarse_tokens(model, inputs, side):
-    """The stock vision path on the image resized to a ``side x side`` token grid, written out per family."""
-    cfg, inner = model.config, model.model.model
-    pixels = inputs["pixel_values"]
-
-    def resize(x, size):
-        return F.interpolate(x.float(), size=(size, size), mode="bicubic", antialias=True, align_corners=False)
-
-    with torch.no_grad():
-        if model.family == "llava":
-            out = inner.vision_tower(
-                resize(pixels, side * 14), output_hidden_states=True, interpolate_pos_encoding=True
-            )
-            return inner.multi_modal_projector(out.hidden_states[cfg.vision_feature_layer][0, 1:])
-        if model.family == "internvl":
-            hidden = inner.vision_tower(pixel_values=resize(pixels, side * 28)).last_hidden_state[:, 1:]
-            shuffled = inner.pixel_shuffle(hidden.reshape(1, 2 * side, 2 * side, -1), 0.5)
-            return inner.multi_modal_projector(shuffled.reshape(side * side, -1))
-        image = resize(qwen_image(model, inputs)[None], side * 28)[0].numpy()
-        flat, gh, gw = model.processor.image_processor.patchify(image, 14, 2, 2)
-        thw = torch.tensor([[1, gh, gw]])
-        return inner.get_image_features(torch.from_numpy(np.ascontiguousarray(flat)), thw).pooler_output[0]
-
-
-def test_downsample_matches_slow_transcription(model, inputs):
-    ratio, n_keep, side = 0.778, 32, 6  # 32 tokens: a 6 x 6 re-encoding, four raster runs of two averaged
-    coarse = slow_coarse_tokens(model, inputs, side)
-    edges = [o * side * side // n_keep for o in range(n_keep + 1)]
-    runs = [list(range(a, b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
-    assert sum(len(r) == 2 for r in runs) == 4
-    centre = [((i // side + 0.5) * 2 - 0.5, (i % side + 0.5) * 2 - 0.5) for i in range(side * side)]
-    taken, anchors = set(), []
-    for run_ in runs:
-        r = sum(centre[i][0] for i in run_) / len(run_)
-        c = sum(centre[i][1] for i in run_) / len(run_)
-        best = min((t for t in range(144) if t not in taken), key=lambda t: ((t // 12 - r) ** 2 + (t % 12 - c) ** 2, t))
-        taken.add(best)
-        anchors.append(best)
-    features = torch.stack([coarse[run_].mean(0) for run_ in runs])
-    store: dict = {}
-    handles = model.vision_input_hooks(store)
-    try:
-        with torch.no_grad():
-            model.model(**inputs)
-        ds = model.downsampled_features(store, n_keep)
-    finally:
-        for h in handles:
-            h.remove()
-    assert nearest_tokens(ds).tolist() == anchors
-    torch.testing.assert_close(ds.features, features, rtol=1e-4, atol=1e-5)
-    summary, _ = run(model, get("downsample"), ratio, inputs)
-    assert summary["stages"][0]["kept"] == sorted(anchors)
-
-
-def test_downsample_nearest_tokens_by_hand():
-    # A 2 x 2 coarse grid on a 4 x 4 unit: centres (0.5, 0.5) ... equidistant from four tokens -> lowest index.
-    centres = torch.tensor([[0.5, 0.5], [0.5, 2.5], [2.5, 0.5], [2.5, 2.5]])
-    ds = Downsampled(torch.zeros(4, 2), torch.zeros(4, dtype=torch.long), centres, [(4, 4)])
-    assert nearest_tokens(ds).tolist() == [0, 2, 8, 10]
-    # Two units; a collision: the second token takes the next nearest free one.
-    ds = Downsampled(torch.zeros(3, 2), torch.tensor([0, 0, 1]), torch.tensor([[0.0, 0.0], [0.1, 0.0], [0.0, 1.0]]),
-                     [(2, 2), (1, 3)])  # fmt: skip
-    assert nearest_tokens(ds).tolist() == [0, 2, 5]
-
-
-def test_downsample_refusal_names_the_family():
-    def refuse():
-        raise ModelInputError("video inputs are not supported")
-
-    ctx = make_ctx(torch.zeros(4, 2), 2, [(2, 2)], vision={"downsampled": refuse})
-    with pytest.raises(PruningError, match="downsample cannot run on llava: video inputs"):
-        get("downsample").select(ctx)

@@ -7,6 +7,7 @@ runner and notebooks only talk to this interface.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 from transformers import BatchFeature
 
+from .resized import Downsampled, run_means, shares, units_of_samples
 from .vision_attention import VisionAttention, capture_input
 
 
@@ -43,27 +45,15 @@ class Generation:
     n_text: int
 
 
-@dataclass(frozen=True)
-class Downsampled:
-    """Visual tokens of one sample re-encoded from smaller images (the ``downsample`` baseline).
+class RoutedMethod:
+    """Handle of ``FamilyAdapter.route_image_features``: ``remove()`` restores the stock method."""
 
-    Attributes
-    ----------
-    features : Tensor ``[K, D]``
-        Projected visual tokens, ``K`` = the requested count.
-    units : LongTensor ``[K]``
-        The image (InternVL: tile) each token comes from, an index into ``unit_grids``.
-    centres : Tensor ``[K, 2]``
-        Centre of the image area each token covers, as fractional ``(row, col)`` in its unit's original
-        visual-token grid.
-    unit_grids : list of (rows, cols)
-        Original visual-token grid of every unit, in visual-token order (units are contiguous, raster order).
-    """
+    def __init__(self, owner: torch.nn.Module, name: str, route: Any):
+        self.owner, self.name, self.route = owner, name, route
 
-    features: torch.Tensor
-    units: torch.Tensor
-    centres: torch.Tensor
-    unit_grids: list[tuple[int, int]]
+    def remove(self) -> None:
+        if vars(self.owner).get(self.name) is self.route:
+            delattr(self.owner, self.name)
 
 
 def to_rgb(image: Any, *, name: str = "image") -> Image.Image:
@@ -157,84 +147,111 @@ class FamilyAdapter:
         """Recompute the feature layer's attention from what ``vision_attention_hooks`` captured."""
         raise NotImplementedError(f"{type(self).__name__} does not expose vision-encoder attention")
 
-    # ----------------------------------------------------------------- re-encoding smaller images (downsample)
-    def vision_input_hooks(self, store: dict) -> list:
-        """Register a forward pre-hook that keeps a reference to the vision tower's input (``store["pixels"]``)."""
-        return [self.vision_modules[0].register_forward_pre_hook(capture_input(store, "pixels"), with_kwargs=True)]
+    # ----------------------------------------------------------------- encoding resized images (downsample)
+    # Positional parameters of the stock ``get_image_features`` call, in order (the rest arrive by keyword).
+    _image_call_args: ClassVar[tuple[str, ...]] = ("pixel_values",)
 
-    def downsampled_features(self, store: dict, n_keep: int) -> Downsampled:
-        """``n_keep`` visual tokens from re-encoding each image, resized, through the stock vision path.
+    def route_image_features(self, route: Any) -> RoutedMethod:
+        """Make the model's image encoding a call of ``route(encode, *args, **kwargs)``, where ``encode`` is the
+        stock ``get_image_features``, until the handle's ``remove()``.
 
-        The budget is shared among units (images; InternVL tiles) in proportion to their token counts
-        (largest remainder). Each unit is resized (bicubic, antialiased, on the processed pixels: the
-        per-channel normalisation is affine, so it commutes with the resampling) to the family's smallest
-        feasible token grid holding at least its budget (``_coarse_grid``) and re-encoded with the model's
-        own ``get_image_features``. Extra tokens are removed by averaging runs of raster-adjacent tokens:
-        run ``o`` covers ``floor(o M / k) .. floor((o + 1) M / k)`` of the ``M`` tokens (non-overlapping,
-        so at most ``M - k`` runs have two tokens and the rest stay untouched).
+        Each family's forward, and ``generate`` before the prefill, call ``get_image_features`` on the inner model:
+        an instance attribute of that name shadows the method, so the stock code runs unchanged around whatever
+        ``route`` returns. It keeps the stock signature, which ``generate`` reads to pick the encoder's inputs.
         """
-        if "pixels" not in store:
-            raise ModelInputError("downsampled_features: the vision tower did not run in this forward (pass pixels)")
-        snapshot = dict(store)  # re-encoding runs the tower again, whose hooks would overwrite the store
-        grids = self._downsample_units(store)
-        sizes = [r * c for r, c in grids]
-        exact = [n_keep * n / sum(sizes) for n in sizes]
-        budgets = [int(e) for e in exact]
-        for i in sorted(range(len(sizes)), key=lambda i: (-(exact[i] - budgets[i]), i))[: n_keep - sum(budgets)]:
-            budgets[i] += 1
-        feats, units, centres = [], [], []
-        try:
-            with torch.no_grad():
-                for unit, ((rows, cols), k) in enumerate(zip(grids, budgets, strict=True)):
-                    if k == 0:
-                        continue
-                    gh, gw = self._coarse_grid(rows, cols, k)
-                    coarse = self._reencode(snapshot, unit, gh, gw)  # [gh * gw, D], raster order
-                    ii, jj = torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij")
-                    cells = torch.stack([(ii + 0.5) * rows / gh - 0.5, (jj + 0.5) * cols / gw - 0.5], -1).reshape(-1, 2)
-                    edges = [o * gh * gw // k for o in range(k + 1)]
-                    feats += [coarse[a:b].float().mean(0) for a, b in zip(edges[:-1], edges[1:], strict=True)]
-                    centres += [cells[a:b].mean(0) for a, b in zip(edges[:-1], edges[1:], strict=True)]
-                    units += [unit] * k
-        finally:
-            store.clear()
-            store.update(snapshot)
-        device = self.device
-        if not feats:
-            return Downsampled(torch.zeros(0, self.text_config.hidden_size, device=device, dtype=self.dtype),
-                               torch.zeros(0, dtype=torch.long), torch.zeros(0, 2), grids)  # fmt: skip
-        return Downsampled(torch.stack(feats).to(self.dtype), torch.tensor(units), torch.stack(centres), grids)
+        inner = self.model.model
+        encode = inner.get_image_features
+        routed = functools.update_wrapper(functools.partial(route, encode), encode)
+        inner.get_image_features = routed
+        return RoutedMethod(inner, "get_image_features", routed)
 
-    def sample_vision_input(self, store: dict, offset: int, count: int) -> dict:
-        """The captured vision input of one sample of a batch: the units (images; InternVL tiles) whose visual
-        tokens are ``offset .. offset + count`` of the batch's visual-token sequence (samples are contiguous)."""
-        sizes = [r * c for r, c in self._downsample_units(store)]
-        starts = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
-        if offset not in starts or offset + count not in starts:
+    def encode_downsampled(
+        self, encode: Any, args: tuple, kwargs: dict, samples: list[tuple[int, int]]
+    ) -> tuple[Any, list[Downsampled]]:
+        """Run the stock image-encoding call ``encode(*args, **kwargs)`` on resized images: sample ``b`` of the batch
+        (``samples[b] = (n_visual, n_keep)``, batch order; samples own contiguous runs of units) yields ``n_keep``
+        tokens.
+
+        A sample's budget is shared among its units (images; InternVL tiles) in proportion to their token counts
+        (largest remainder). Each unit is resized (bicubic, antialiased, on the processed pixels: the per-channel
+        normalisation is affine, so it commutes with the resampling) to the family's smallest feasible token grid
+        holding at least its budget (``_coarse_grid``); the units are encoded by the stock call, one call per
+        distinct grid (``_encode_resized``). Extra tokens are removed by averaging runs of raster-adjacent tokens
+        (``run_means``: at most ``M - k`` runs have two tokens, the rest stay untouched).
+
+        Returns the call's output, its ``pooler_output`` holding each sample's ``n_keep`` tokens in its first
+        ``n_keep`` visual-token rows (zeros in the rest, which the pre-LLM stage drops), and each sample's
+        ``Downsampled`` (where its tokens belong).
+        """
+        call = dict(zip(self._image_call_args, args, strict=False)) | kwargs
+        grids = self._downsample_units(call)
+        jobs, plans, geometry = [], [], []
+        per_sample = units_of_samples(grids, [n for n, _ in samples])
+        if per_sample is None:
             raise ModelInputError(
-                f"visual tokens {offset}..{offset + count} of the batch do not fall on image boundaries "
-                f"(image starts: {starts})"
+                f"the images of the vision input ({[r * c for r, c in grids]} visual tokens each) do not match the "
+                f"prompts' visual tokens ({[n for n, _ in samples]} per sample) image by image"
             )
-        return {"pixels": self._slice_units(store, starts.index(offset), starts.index(offset + count))}
+        for units, (n_visual, n_keep) in zip(per_sample, samples, strict=True):
+            own = [grids[u] for u in units]
+            members, centres, plan = [], [], []
+            for i, ((rows, cols), k) in enumerate(zip(own, shares([r * c for r, c in own], n_keep), strict=True)):
+                if k == 0:
+                    continue
+                gh, gw = self._coarse_grid(rows, cols, k)
+                ii, jj = torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij")
+                cells = torch.stack([(ii + 0.5) * rows / gh - 0.5, (jj + 0.5) * cols / gw - 0.5], -1).reshape(-1, 2)
+                centres.append(run_means(cells, k))
+                members.append(torch.full((k,), i, dtype=torch.long))
+                plan.append((len(jobs), k))
+                jobs.append((units[i], (gh, gw)))
+            geometry.append(Downsampled(torch.cat(members) if members else torch.zeros(0, dtype=torch.long),
+                                        torch.cat(centres) if centres else torch.zeros(0, 2), own))  # fmt: skip
+            plans.append((plan, n_visual - n_keep))
+        with torch.no_grad():
+            out, coarse = self._encode_resized(encode, call, grids, jobs)
+            pieces, width = [], self.text_config.hidden_size
+            for plan, n_dropped in plans:
+                pieces += [run_means(coarse[job].float(), k).to(self.dtype) for job, k in plan]
+                pieces.append(torch.zeros(n_dropped, width, device=self.device, dtype=self.dtype))
+            tokens = torch.cat(pieces)
+        # The stock forward concatenates a list (LLaVA, Qwen2.5-VL) or takes one tensor (InternVL).
+        out.pooler_output = tokens if isinstance(out.pooler_output, torch.Tensor) else (tokens,)
+        return out, geometry
 
-    def _slice_units(self, store: dict, start: int, stop: int) -> tuple:
-        """The captured ``store["pixels"]`` entry restricted to units ``start .. stop``."""
-        module, _, _ = store["pixels"]
-        return module, (), {"pixel_values": self._captured_pixels(store)[start:stop]}
+    def _encode_resized(
+        self, encode: Any, call: dict, grids: list[tuple[int, int]], jobs: list[tuple[int, tuple[int, int]]]
+    ) -> tuple[Any, list[torch.Tensor]]:
+        """Projected tokens ``[gh * gw, D]`` (raster order) of each job ``(unit, (gh, gw))``: unit ``unit`` (of
+        ``grids``) resized to a ``gh x gw`` token grid, through the stock call, one call per distinct grid; and the
+        output of the last call."""
+        pixels, size = call["pixel_values"], self._token_pixels()
+        rest = {key: value for key, value in call.items() if key != "pixel_values"} | self._resized_call_kwargs
+        out, coarse = None, [None] * len(jobs)
+        for gh, gw in dict.fromkeys(grid for _, grid in jobs):
+            members = [j for j, (_, grid) in enumerate(jobs) if grid == (gh, gw)]
+            batch = torch.cat([pixels[jobs[j][0] : jobs[j][0] + 1] for j in members])
+            out = encode(pixel_values=self._resize(batch, gh * size, gw * size), **rest)
+            for j, tokens in zip(members, out.pooler_output, strict=True):
+                coarse[j] = tokens
+        return out, coarse
 
-    def _downsample_units(self, store: dict) -> list[tuple[int, int]]:
-        """Visual-token grid of each re-encodable unit in the captured vision input, in visual-token order."""
-        raise NotImplementedError(f"{type(self).__name__} cannot re-encode resized images")
+    # Extra keyword arguments of the stock call on resized pixels (LLaVA: interpolated position embeddings).
+    _resized_call_kwargs: ClassVar[dict] = {}
+
+    def _token_pixels(self) -> int:
+        """Side in pixels of the image square one visual token covers."""
+        raise NotImplementedError(f"{type(self).__name__} cannot encode resized images")
+
+    def _downsample_units(self, call: dict) -> list[tuple[int, int]]:
+        """Visual-token grid of each unit (image; InternVL: tile) of a stock image-encoding call, in token order."""
+        raise NotImplementedError(f"{type(self).__name__} cannot encode resized images")
 
     def _coarse_grid(self, rows: int, cols: int, k: int) -> tuple[int, int]:
-        """The token grid to re-encode a ``rows x cols`` unit at for ``k`` tokens: the unit's aspect with
+        """The token grid to encode a ``rows x cols`` unit at for ``k`` tokens: the unit's aspect with
         ``round(sqrt(k rows / cols))`` rows and as few columns as hold ``k`` tokens."""
         gh = max(1, math.floor(math.sqrt(k * rows / cols) + 0.5))
         return gh, math.ceil(k / gh)
-
-    def _reencode(self, store: dict, unit: int, rows: int, cols: int) -> torch.Tensor:
-        """Projected tokens ``[rows * cols, D]`` (raster order) of ``unit`` resized to a ``rows x cols`` token grid."""
-        raise NotImplementedError(f"{type(self).__name__} cannot re-encode resized images")
 
     @staticmethod
     def _resize(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:

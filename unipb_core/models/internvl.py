@@ -71,37 +71,21 @@ class InternVLAdapter(FamilyAdapter):
         shuffled = self.model.model.pixel_shuffle(index, scale_factor=self.config.downsample_ratio)
         return shuffled.reshape(-1, shuffled.shape[-1]).round().long()
 
-    @staticmethod
-    def _captured_pixels(store: dict) -> torch.Tensor:
-        _, args, kwargs = store["pixels"]
-        return kwargs["pixel_values"] if "pixel_values" in kwargs else args[0]  # [tiles, 3, S, S]
+    def _token_pixels(self) -> int:
+        # Pixel shuffle folds 2 x 2 patches into a token; an even patch grid keeps it exact. InternViT
+        # interpolates its position embeddings to any grid.
+        return self.config.vision_config.patch_size[0] * int(round(1 / self.config.downsample_ratio))
 
-    def _patches_per_token(self) -> int:
-        return int(round(1 / self.config.downsample_ratio))  # pixel shuffle folds 2 x 2 patches into a token
-
-    def _downsample_units(self, store: dict) -> list[tuple[int, int]]:
+    def _downsample_units(self, call: dict) -> list[tuple[int, int]]:
         # Each tile (thumbnail included) is its own unit: the visual tokens run tile by tile.
-        pixels, patch = self._captured_pixels(store), self.config.vision_config.patch_size[0]
-        scale = self._patches_per_token()
-        return [(pixels.shape[-2] // patch // scale, pixels.shape[-1] // patch // scale)] * pixels.shape[0]
+        pixels, size = call["pixel_values"], self._token_pixels()  # [tiles, 3, S, S]
+        return [(pixels.shape[-2] // size, pixels.shape[-1] // size)] * pixels.shape[0]
 
     def _coarse_grid(self, rows: int, cols: int, k: int) -> tuple[int, int]:
         # The stock get_image_features reshapes the patch grid as a square before the pixel shuffle.
         side = math.isqrt(k)
         side += side * side < k
         return side, side
-
-    def _reencode(self, store: dict, unit: int, rows: int, cols: int) -> torch.Tensor:
-        # InternViT interpolates its position embeddings to any grid; an even patch grid (2 x token grid)
-        # keeps the pixel shuffle exact.
-        size = self.config.vision_config.patch_size[0] * self._patches_per_token()
-        resized = self._resize(self._captured_pixels(store)[unit : unit + 1], rows * size, cols * size)
-        out = self.model.model.get_image_features(
-            pixel_values=resized,
-            vision_feature_layer=self.config.vision_feature_layer,
-            vision_feature_select_strategy=self.config.vision_feature_select_strategy,
-        )
-        return out.pooler_output[0]
 
     def _processor_kwargs(self) -> dict:
         # Tiling multiplies the visual tokens; the tiny default and the ratio arithmetic assume one tile.

@@ -57,31 +57,20 @@ class LlavaAdapter(FamilyAdapter):
         groups = torch.arange(n, device=x.device).unsqueeze(1)
         return VisionAttention(probs[:, first:].reshape(n), keys.reshape(n, -1), groups)
 
-    @staticmethod
-    def _captured_pixels(store: dict) -> torch.Tensor:
-        _, args, kwargs = store["pixels"]
-        return args[0] if args else kwargs["pixel_values"]  # [images, 3, H, W]
+    # CLIP's position embeddings are learned for one grid: interpolated (bicubic) to the smaller one.
+    _resized_call_kwargs = {"interpolate_pos_encoding": True}
 
-    def _downsample_units(self, store: dict) -> list[tuple[int, int]]:
+    def _token_pixels(self) -> int:
+        return self.config.vision_config.patch_size
+
+    def _downsample_units(self, call: dict) -> list[tuple[int, int]]:
         if self.config.vision_feature_select_strategy != "default":
             raise ModelInputError(
                 "downsample: LLaVA with vision_feature_select_strategy='full' feeds [CLS] as a visual token, "
                 "which has no place on a resized patch grid"
             )
-        pixels, patch = self._captured_pixels(store), self.config.vision_config.patch_size
+        pixels, patch = call["pixel_values"], self._token_pixels()  # [images, 3, H, W]
         return [(pixels.shape[-2] // patch, pixels.shape[-1] // patch)] * pixels.shape[0]
-
-    def _reencode(self, store: dict, unit: int, rows: int, cols: int) -> torch.Tensor:
-        # CLIP's position embeddings are learned for one grid: interpolated (bicubic) to the smaller one.
-        patch = self.config.vision_config.patch_size
-        resized = self._resize(self._captured_pixels(store)[unit : unit + 1], rows * patch, cols * patch)
-        out = self.model.model.get_image_features(
-            pixel_values=resized,
-            vision_feature_layer=self.config.vision_feature_layer,
-            vision_feature_select_strategy=self.config.vision_feature_select_strategy,
-            interpolate_pos_encoding=True,
-        )
-        return out.pooler_output[0]
 
 
 def build_tiny(seed: int) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:

@@ -82,45 +82,41 @@ class Qwen2_5_VLAdapter(FamilyAdapter):
         groups = start.unsqueeze(1) + torch.arange(unit, device=hidden.device)
         return VisionAttention(scores, k.reshape(seq, -1), groups)
 
-    @staticmethod
-    def _captured_patches(store: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        _, args, kwargs = store["pixels"]
-        flat = args[0] if args else kwargs["hidden_states"]  # [patches, C * T * p * p], processor layout
-        return flat, args[1] if len(args) > 1 else kwargs["grid_thw"]
+    _image_call_args = ("pixel_values", "image_grid_thw")
 
-    def _downsample_units(self, store: dict) -> list[tuple[int, int]]:
+    def _downsample_units(self, call: dict) -> list[tuple[int, int]]:
         merge = self.config.vision_config.spatial_merge_size
         units = []
-        for t, h, w in self._captured_patches(store)[1].tolist():
+        for t, h, w in call["image_grid_thw"].tolist():
             if t != 1:
                 raise ModelInputError("downsample: Qwen2.5-VL video inputs (t > 1) are not supported; images only")
             units.append((h // merge, w // merge))
         return units
 
-    def _slice_units(self, store: dict, start: int, stop: int) -> tuple:
-        module, _, _ = store["pixels"]
-        flat, grid_thw = self._captured_patches(store)
-        sizes = grid_thw.prod(dim=-1).tolist()
-        first, last = sum(sizes[:start]), sum(sizes[:stop])
-        return module, (), {"hidden_states": flat[first:last], "grid_thw": grid_thw[start:stop]}
-
-    def _reencode(self, store: dict, unit: int, rows: int, cols: int) -> torch.Tensor:
-        # Dynamic resolution: undo the processor's patchify, resize, patchify again at the smaller size.
+    def _encode_resized(self, encode, call, grids, jobs):
+        # Dynamic resolution: undo the processor's patchify, resize, patchify again at the smaller size; every
+        # image keeps its own grid_thw, so all of them go through one call.
         vc = self.config.vision_config
         p, m, tp, ch = vc.patch_size, vc.spatial_merge_size, vc.temporal_patch_size, vc.in_channels
-        flat, grid_thw = self._captured_patches(store)
-        sizes = grid_thw.prod(dim=-1).tolist()
-        _, h, w = grid_thw[unit].tolist()
-        patches = flat[sum(sizes[:unit]) : sum(sizes[:unit]) + h * w]
-        # Flat layout (image_processing_pil_qwen2_vl.patchify): (h/m, w/m, m, m, C, T, p, p); an image's T frames
-        # are copies, so their mean is the frame.
-        image = patches.view(h // m, w // m, m, m, ch, tp, p, p).float().mean(dim=5)
-        image = image.permute(4, 0, 2, 5, 1, 3, 6).reshape(1, ch, h * p, w * p)
-        image = self._resize(image, rows * m * p, cols * m * p)[0]
-        new = image.reshape(ch, rows, m, p, cols, m, p).permute(1, 4, 2, 5, 0, 3, 6).unsqueeze(5)
-        new = new.expand(rows, cols, m, m, ch, tp, p, p).reshape(rows * cols * m * m, ch * tp * p * p)
-        new_thw = torch.tensor([[1, rows * m, cols * m]], device=grid_thw.device, dtype=grid_thw.dtype)
-        return self.model.model.get_image_features(new.to(flat.dtype), new_thw).pooler_output[0]
+        flat, grid_thw = call["pixel_values"], call["image_grid_thw"]  # flat: [patches, C * T * p * p]
+        starts = [0]
+        for rows, cols in grids:
+            starts.append(starts[-1] + rows * cols * m * m)
+        pieces, new_thw = [], []
+        for unit, (gh, gw) in jobs:
+            rows, cols = grids[unit]
+            # Flat layout (image_processing_pil_qwen2_vl.patchify): (h/m, w/m, m, m, C, T, p, p); an image's T
+            # frames are copies (the processor tiles it), so the first is the image.
+            image = flat[starts[unit] : starts[unit + 1]].view(rows, cols, m, m, ch, tp, p, p)[:, :, :, :, :, 0].float()
+            image = image.permute(4, 0, 2, 5, 1, 3, 6).reshape(1, ch, rows * m * p, cols * m * p)
+            image = self._resize(image, gh * m * p, gw * m * p)[0]
+            new = image.reshape(ch, gh, m, p, gw, m, p).permute(1, 4, 2, 5, 0, 3, 6).unsqueeze(5)
+            pieces.append(new.expand(gh, gw, m, m, ch, tp, p, p).reshape(gh * gw * m * m, ch * tp * p * p))
+            new_thw.append([1, gh * m, gw * m])
+        rest = {key: value for key, value in call.items() if key not in self._image_call_args}
+        thw = torch.tensor(new_thw, dtype=grid_thw.dtype).to(grid_thw.device, non_blocking=True)
+        out = encode(torch.cat(pieces).to(flat.dtype), thw, **rest)
+        return out, list(out.pooler_output)
 
     def visual_grids(self, inputs) -> list[tuple[int, int]]:
         # Dynamic resolution: the grid comes from image_grid_thw (t, h, w patches), merged 2x2.

@@ -49,7 +49,8 @@ class PruneContext:
         Lazily computed vision-side extras, filled by the engine from the family adapter when the method sets
         ``needs_vision_attention``: ``"encoder_attention"`` -> ``models.vision_attention.VisionAttention``
         over the sample's original visual tokens (use ``encoder_scores`` / ``encoder_keys``); and, when it sets
-        ``needs_vision_input``, ``"downsampled"`` -> ``models.base.Downsampled`` (the images re-encoded smaller).
+        ``needs_vision_input``, ``"downsampled"`` -> ``models.resized.Downsampled`` (where the tokens of the images,
+        resized before the vision pass, belong; the tokens are the first visual rows).
     final_norm : Module, optional
         The decoder stack's final norm (``language_model.norm``); DART's cosines use it, as its authors' code.
     """

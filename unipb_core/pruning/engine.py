@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import math
 from typing import Any
 
 import torch
 
-from ..models.base import FamilyAdapter
+from ..models.base import FamilyAdapter, ModelInputError
 from ..timing import SampleTimer
 from .base import PruningMethod, Selection, Stage, stage_outside
 from .context import PruneContext
@@ -86,7 +87,9 @@ class PruningEngine(_Surgery):
         self._state: _Batch | None = None
         self._saved: dict[tuple[int, str], Selection] = {}
         self._handles: list = []
-        self._vision_store: dict = {}  # encoder-layer inputs captured for methods that read encoder attention
+        # Encoder-layer inputs captured for methods that read encoder attention; where the resized images' tokens
+        # belong, for methods that encode resized images.
+        self._vision_store: dict = {}
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> PruningEngine:
@@ -98,8 +101,8 @@ class PruningEngine(_Surgery):
             self._handles.append(layer.register_forward_pre_hook(self._layer_hook(idx), with_kwargs=True))
         if getattr(self.method, "needs_vision_attention", False):
             self._handles.extend(m.vision_attention_hooks(self._vision_store))
-        if getattr(self.method, "needs_vision_input", False):  # re-encoding methods (downsample)
-            self._handles.extend(m.vision_input_hooks(self._vision_store))
+        if getattr(self.method, "needs_vision_input", False):  # methods that encode resized images (downsample)
+            self._handles.append(m.route_image_features(self._encode_resized))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -203,6 +206,7 @@ class PruningEngine(_Surgery):
                                     grids=self._grids[b], visual_offset=offset))  # fmt: skip
             offset += n_visual
         self._state = _Batch(samples, length, pads)
+        self._vision_store.pop("downsampled", None)  # what an earlier prefill encoded is not this one's
 
     def _grids_for(self, s: _Prefill) -> list[tuple[int, int]]:
         if s.grids:
@@ -263,26 +267,59 @@ class PruningEngine(_Surgery):
             return dataclasses.replace(full, groups=groups)
 
         def downsampled():
-            if "pixels" not in store:
+            if "downsampled" not in store:
                 raise PruningError(
-                    f"method {self.method.name!r} re-encodes the images, but the vision tower did not run in this "
+                    f"method {self.method.name!r} encodes resized images, but the vision tower did not run in this "
                     "forward (pass pixel values, not precomputed image embeddings)"
                 )
-            if self._state.size == 1:
-                return self.model.downsampled_features(store, stage.n_keep)
-            snapshot = dict(store)  # re-encoding runs the tower again, whose hooks write into the store
-            try:
-                own = self.model.sample_vision_input(store, s.visual_offset, s.n_visual)
-                return self.model.downsampled_features(own, stage.n_keep)
-            finally:
-                store.clear()
-                store.update(snapshot)
+            return store["downsampled"][s.index]
 
         if getattr(self.method, "needs_vision_attention", False):
             extras["encoder_attention"] = encoder_attention
         if getattr(self.method, "needs_vision_input", False):
             extras["downsampled"] = downsampled
         return extras
+
+    def _encode_resized(self, encode, *args, **kwargs) -> _Deferred:
+        """The routed ``get_image_features`` (``route_image_features``) of a method that encodes resized images.
+
+        ``generate`` encodes the images before the prefill's forward, when the samples' budgets are not known yet,
+        so the encoding waits until the stock forward reads the result, after the engine has planned the prefill
+        (``_on_model``): then, if the pre-LLM stage acts, the images are resized first, so that the one vision pass
+        yields each sample's ``n_keep`` tokens (``FamilyAdapter.encode_downsampled``); otherwise the stock call.
+        """
+
+        def encode_planned():
+            batch = self._state
+            stages = [] if batch is None else [self._acting_pre(s) for s in batch.samples]
+            if all(st is None for st in stages):
+                return encode(*args, **kwargs)
+            pairs = zip(batch.samples, stages, strict=True)
+            budgets = [(s.n_visual, s.n_visual if st is None else st.n_keep) for s, st in pairs]
+            try:
+                out, geometry = self.model.encode_downsampled(encode, args, kwargs, budgets)
+            except (ModelInputError, NotImplementedError) as exc:
+                raise PruningError(f"{self.method.name} cannot run on {self.model.family}: {exc}") from exc
+            self._vision_store["downsampled"] = geometry
+            return out
+
+        return _Deferred(encode_planned)
+
+
+class _Deferred:
+    """A model output computed on first use of any of its attributes (the stock forward reads ``pooler_output``)."""
+
+    def __init__(self, compute):
+        self._compute = compute
+
+    @functools.cached_property
+    def _output(self):
+        return self._compute()
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):  # not the output's (copy, pickle, a failed ``_output``)
+            raise AttributeError(name)
+        return getattr(self._output, name)
 
 
 def _listed(record: StageRecord) -> StageRecord:

@@ -220,15 +220,15 @@ class _Surgery:
             vis_pos = _positions(s.is_visual, s.n_visual).to(device)
             view = _View(torch.arange(n, device=device), vis_pos, torch.arange(s.n_visual, device=device))
             own = embeds[b : b + 1, pad:]
-            pre = [st for st in s.stages if st.kind == "pre"]
+            pre = self._acting_pre(s)
             index = None
-            if pre and (pre[0].n_keep < s.n_visual or self._always_apply()):
-                view, sel, index = self._apply(s, pre[0], view, own)
+            if pre is not None:
+                view, sel, index = self._apply(s, pre, view, own)
                 own = self._merge(own[:, index], view, sel)
                 s.pre_index = index
                 view = _View(torch.arange(index.numel(), device=device), view.visual_positions, view.visual_origin)
                 acted = True
-            elif pre:
+            elif any(st.kind == "pre" for st in s.stages):
                 s.records.append(StageRecord("pre", "pre", None, s.n_visual, s.n_visual, list(range(s.n_visual))))
             keep = torch.arange(pad, length, device=device) if index is None else index + pad
             pieces.append(own[0])
@@ -250,6 +250,11 @@ class _Surgery:
         batch.lm_pads = [batch.lm_length - s.lm_len for s in batch.samples]
         batch.phase = "lm_prefill"
         return (), kwargs
+
+    def _acting_pre(self, s: _Prefill) -> Stage | None:
+        """The sample's pre-LLM stage if it acts this prefill (it drops tokens, or merges at a ratio above 0)."""
+        pre = next((st for st in s.stages if st.kind == "pre"), None)
+        return pre if pre is not None and (pre.n_keep < s.n_visual or self._always_apply()) else None
 
     def _always_apply(self) -> bool:
         # Merging methods change features even when a stage drops nothing; plain selection is then a no-op.
