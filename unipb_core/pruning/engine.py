@@ -27,7 +27,7 @@ from ..timing import SampleTimer
 from .base import PruningMethod, Selection, Stage, stage_outside
 from .context import PruneContext
 from .errors import PruningError
-from .surgery import StageRecord, _arg, _Batch, _Prefill, _Surgery
+from .surgery import StageRecord, _arg, _Batch, _padding_of, _Prefill, _Surgery
 
 __all__ = ["POSITION_POLICIES", "PruningEngine", "PruningError", "StageRecord"]
 
@@ -156,13 +156,21 @@ class PruningEngine(_Surgery):
     def _on_model(self, module, args, kwargs):
         input_ids = _arg(args, kwargs, "input_ids", 0)
         cache = kwargs.get("cache", kwargs.get("past_key_values"))
-        past = cache.get_seq_length() if cache is not None else 0
-        if input_ids is not None and past == 0:
-            self._start_prefill(input_ids, _arg(args, kwargs, "attention_mask", 2))
+        if input_ids is not None and _is_empty(cache):
+            self._start_prefill(input_ids, _arg(args, kwargs, "attention_mask", 2), cache)
         elif self._state is not None:
             self._state.phase = "decode"
 
-    def _start_prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
+    def _start_prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, cache: Any = None) -> None:
+        width = _static_width(cache)
+        impl = str(getattr(self.model.language_model.config, "_attn_implementation", ""))
+        if width is not None and impl.startswith("flash"):
+            raise PruningError(
+                f"method {self.method.name!r} with a static KV cache (decode mode 'static' or 'graphs') needs "
+                f"attn_implementation 'sdpa' or 'eager'; {impl} keeps generate's 2-D mask, which the pruned cache "
+                "does not match"
+            )
+        attention_mask = _padding_of(attention_mask, input_ids.shape[1])
         size, length = input_ids.shape
         keys = self._sample_keys if len(self._sample_keys) == size else None
         if keys is None:
@@ -202,7 +210,7 @@ class PruningEngine(_Surgery):
             samples.append(_Prefill(ids, is_visual, n_visual, generator, stages, index=b, key=key,
                                     grids=self._grids[b], visual_offset=offset))  # fmt: skip
             offset += n_visual
-        self._state = _Batch(samples, length, pads)
+        self._state = _Batch(samples, length, pads, width=width)
 
     def _grids_for(self, s: _Prefill) -> list[tuple[int, int]]:
         if s.grids:
@@ -283,6 +291,27 @@ class PruningEngine(_Surgery):
         if getattr(self.method, "needs_vision_input", False):
             extras["downsampled"] = downsampled
         return extras
+
+
+def _is_empty(cache: Any) -> bool:
+    """Whether a forward starts from an empty cache (a prefill), without reading a device value.
+
+    A static cache's layers allocate their buffers on their first write and from then on report their length as a
+    device tensor (reading it would be a host sync each decode step): such a cache holds tokens. A static cache
+    reused after ``reset()`` would be taken for a decode step; ``generate`` makes a fresh cache for every call.
+    """
+    if cache is None:
+        return True
+    past = cache.get_seq_length()
+    return not isinstance(past, torch.Tensor) and past == 0
+
+
+def _static_width(cache: Any) -> int | None:
+    """Key slots of every layer of a static (fixed-size) cache; None for a cache that grows (or none)."""
+    if cache is None or not getattr(cache, "is_compileable", False):
+        return None
+    width = cache.get_max_length()
+    return int(width) if width > 0 else None
 
 
 def _listed(record: StageRecord) -> StageRecord:
