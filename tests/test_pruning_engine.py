@@ -120,6 +120,17 @@ def test_a_method_that_keeps_the_wrong_count_is_caught(inputs, model):
         logits(model, inputs)
 
 
+def test_a_method_that_returns_unsorted_indices_is_caught_before_decoding(inputs, model):
+    class Reversed(PruningMethod):
+        name, category, stage_kind = "reversed_test", "vit", "pre"
+
+        def select(self, ctx: PruneContext):
+            return torch.arange(ctx.n_keep).flip(0)
+
+    with PruningEngine(model, Reversed(), 0.5) as _, pytest.raises(PruningError, match="not sorted, unique"):
+        model.generate(inputs, max_new_tokens=2)
+
+
 def test_multi_stage_schedule_down_to_zero(inputs, model):
     """Progressive schedules (several layers) down to no visual token at all (token withdrawal)."""
 

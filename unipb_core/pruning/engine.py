@@ -182,21 +182,11 @@ class PruningEngine(_Surgery):
             keys = self._sample_keys[:1]
         if size > 1 and self.positions == "contiguous":
             raise PruningError("positions='contiguous' runs at batch size 1 only; use batch_size 1 for it")
-        pads = [0] * size
-        if size > 1 and isinstance(attention_mask, torch.Tensor):
-            # One host read for the batch: each row's padding, and whether any row is not left-padded.
-            right = (attention_mask[:, 1:] < attention_mask[:, :-1]).any(dim=1).to(attention_mask.dtype)
-            counts = torch.stack([attention_mask.sum(dim=1), right]).tolist()
-            if any(counts[1]):
-                raise PruningError(
-                    "the pruning engine needs a left-padded batch (padding_side='left'); got right padding"
-                )
-            pads = [length - int(n) for n in counts[0]]
+        pads, counts = self._layout(input_ids, attention_mask)
         samples, offset = [], 0
-        for b, (key, pad) in enumerate(zip(keys, pads, strict=True)):
+        for b, (key, pad, n_visual) in enumerate(zip(keys, pads, counts, strict=True)):
             ids = input_ids[b : b + 1, pad:]
             is_visual = self.model.visual_mask(ids[0])
-            n_visual = int(is_visual.sum())
             stages = self.method.plan(n_visual, self.ratio, self.model.num_layers) if n_visual else []
             outside = stage_outside(stages, self.model.num_layers)
             if outside is not None:
@@ -211,6 +201,20 @@ class PruningEngine(_Surgery):
                                     grids=self._grids[b], visual_offset=offset))  # fmt: skip
             offset += n_visual
         self._state = _Batch(samples, length, pads, width=width)
+
+    def _layout(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple[list[int], list[int]]:
+        """Each sample's left padding and visual-token count, in the prefill's one host read (taken before the
+        forward queues any work, so the device has nothing to finish). A placeholder never sits in padding, so a
+        padded row's count is its sample's."""
+        size, length = input_ids.shape
+        rows = [self.model.visual_mask(input_ids).sum(dim=1)]
+        padded = size > 1 and isinstance(attention_mask, torch.Tensor)
+        if padded:
+            rows += [attention_mask.sum(dim=1), (attention_mask[:, 1:] < attention_mask[:, :-1]).any(dim=1)]
+        values = torch.stack([row.to(torch.long) for row in rows]).tolist()
+        if padded and any(values[2]):
+            raise PruningError("the pruning engine needs a left-padded batch (padding_side='left'); got right padding")
+        return ([length - n for n in values[1]] if padded else [0] * size), values[0]
 
     def _grids_for(self, s: _Prefill) -> list[tuple[int, int]]:
         if s.grids:
@@ -241,13 +245,28 @@ class PruningEngine(_Surgery):
                 f"method {self.method.name!r} kept {keep.numel()} tokens at {stage.label}; the plan asks for "
                 f"{stage.n_keep}"
             )
-        if keep.numel() and bool(((keep[1:] <= keep[:-1]).any() | (keep[0] < 0) | (keep[-1] >= ctx.n_visual)).item()):
-            raise PruningError(
-                f"method {self.method.name!r} returned keep indices that are not sorted, unique and within "
-                f"0..{ctx.n_visual - 1} at {stage.label}"
-            )
+        if keep.numel():  # read in ``_check_selections``: a host read here would stall the device mid-prefill
+            bad = (keep[1:] <= keep[:-1]).any() | (keep[0] < 0) | (keep[-1] >= ctx.n_visual)
+            self._state.checks.append((bad, stage.label, ctx.n_visual))
         self._saved[key] = selection
         return selection
+
+    def _check_selections(self) -> None:
+        """Whether every selection of the prefill was sorted, unique and in range: one host read, at the end of the
+        decoder stack (where a timed run synchronises anyway), before any decode step uses the pruned cache.
+
+        An index out of range has already failed the gathers by then (on CUDA as a device-side assert).
+        """
+        checks, self._state.checks = self._state.checks, []
+        if not checks:
+            return
+        flags = torch.stack([bad for bad, _, _ in checks]).tolist()
+        for flag, (_, label, n_visual) in zip(flags, checks, strict=True):
+            if flag:
+                raise PruningError(
+                    f"method {self.method.name!r} returned keep indices that are not sorted, unique and within "
+                    f"0..{n_visual - 1} at {label}"
+                )
 
     def _vision_extras(self, stage: Stage, s: _Prefill) -> dict:
         """Lazy vision-side entries: computed only if the method asks (encoder attention: once per prefill, for

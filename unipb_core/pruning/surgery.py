@@ -114,6 +114,7 @@ class _Batch:
     levels: dict[int, _Level] = field(default_factory=dict)
     width: int | None = None  # key slots of a static cache's layers (None: a cache that grows)
     decode_mask: torch.Tensor | None = None  # static cache, after a pre-LLM stage: the 2-D mask of all ``width`` slots
+    checks: list = field(default_factory=list)  # (device flag: selection invalid, stage label, n_visual) per stage
 
     @property
     def size(self) -> int:
@@ -144,7 +145,8 @@ def _attend_value(mask: torch.Tensor) -> tuple[Any, Any]:
 
 class _Surgery:
     """The hook mechanics of ``PruningEngine`` (a mixin: it reads the engine's ``model``, ``method``,
-    ``positions`` and ``_state``, and calls its ``_select``, ``_grids_for`` and ``_vision_extras``)."""
+    ``positions`` and ``_state``, and calls its ``_select``, ``_check_selections``, ``_grids_for`` and
+    ``_vision_extras``)."""
 
     def _apply(
         self, s: _Prefill, stage: Stage, view: _View, hidden: torch.Tensor
@@ -276,6 +278,7 @@ class _Surgery:
     def _after_lm(self, module, args, kwargs, output):
         batch = self._state
         if batch is not None and batch.phase == "lm_prefill":
+            self._check_selections()
             batch.phase = "decode"
             if batch.width is not None:  # fixed for the whole decode: built here, outside a compiled decode step
                 for level in batch.levels.values():
