@@ -9,7 +9,8 @@ cache moves them by ~2e-5 (its attention runs over the whole fixed-width buffer,
 ``graphs`` compiles the decode step (on CPU: inductor's C++ backend; on CUDA: CUDA graphs, what a GPU session of
 this file exercises, since the tiny models load on the GPU there). It runs the stock model first: a step compiled
 without hooks must not be replayed once the engine's hooks are installed. Each hook structure compiles its own
-step, 10-40 s on this CPU, so LLaVA runs all four and the other families the stock model and ``sparsevlm``.
+step (10-100 s here with a cold compile cache, under 20 s warm), so LLaVA runs all four and the other families
+the stock model and ``sparsevlm``.
 """
 
 from __future__ import annotations
