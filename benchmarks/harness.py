@@ -13,6 +13,10 @@ per-sample median over its repeats, averaged over the samples (so ``t_total`` ti
 sample set's total time). ``harness`` is computed per run, ``total - preprocess - prefill - decode``: the
 time the benchmark's own glue (engine set-up, hook installation) adds outside the model's intervals; so is
 ``prefill_other``, ``prefill - vision - method - llm_prefill``.
+
+``decode`` picks how ``generate`` decodes (``unipb_core.models.decoding``: ``eager``, ``static``, ``graphs``); with
+``graphs`` the warm-up round also compiles each cell's decode step. On CUDA, after the timed rounds, one untimed
+run of each cell on each sample under the profiler gives ``host_bound_share`` (``benchmarks/host_bound.py``).
 """
 
 from __future__ import annotations
@@ -29,10 +33,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks import host_bound
 from unipb_core import data
 from unipb_core.flops import LMDims, prefill_flops
 from unipb_core.instrument import instrument
 from unipb_core.models import FamilyAdapter
+from unipb_core.models.decoding import decoding
 from unipb_core.pruning import PruningEngine, get, method_class
 from unipb_core.roofline import prefill_bytes
 from unipb_core.timing import SampleTimer
@@ -111,7 +117,9 @@ def current_memory(device: torch.device) -> int:
     return 0
 
 
-def run_once(model: FamilyAdapter, engine: PruningEngine | None, sample: Sample, new_tokens: int) -> dict[str, Any]:
+def run_once(
+    model: FamilyAdapter, engine: PruningEngine | None, sample: Sample, new_tokens: int, decode: str = "eager"
+) -> dict[str, Any]:
     """Time one sample (the runner's intervals) and return its timings, memory and token accounting.
 
     The garbage collector is off during the run (as ``timeit`` does): a collection pause would land in
@@ -120,13 +128,15 @@ def run_once(model: FamilyAdapter, engine: PruningEngine | None, sample: Sample,
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _run_once(model, engine, sample, new_tokens)
+        return _run_once(model, engine, sample, new_tokens, decode)
     finally:
         if enabled:
             gc.enable()
 
 
-def _run_once(model: FamilyAdapter, engine: PruningEngine | None, sample: Sample, new_tokens: int) -> dict[str, Any]:
+def _run_once(
+    model: FamilyAdapter, engine: PruningEngine | None, sample: Sample, new_tokens: int, decode: str
+) -> dict[str, Any]:
     device = model.device
     base_memory = current_memory(device)  # read before the timer exists: no file I/O inside a timed window
     timer = SampleTimer(device)
@@ -137,10 +147,10 @@ def _run_once(model: FamilyAdapter, engine: PruningEngine | None, sample: Sample
             inputs = model.build_inputs([sample.image], sample.prompt)
         if engine is not None:
             engine.begin_sample(sample.key, timer=timer, grids=model.visual_grids(inputs))
-        with instrument(model, timer):
+        with decoding(decode, inputs["input_ids"].shape[1], new_tokens, device) as extra, instrument(model, timer):
             out = model.model.generate(
                 **inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, num_beams=1,
-                pad_token_id=model.tokenizer.pad_token_id,
+                pad_token_id=model.tokenizer.pad_token_id, **extra,
             )  # fmt: skip
     timings = timer.result()
     timings["harness"] = timings["total"] - timings["preprocess"] - timings["prefill"] - timings["decode"]
@@ -208,9 +218,11 @@ def time_model(
     repeats: int,
     new_tokens: int,
     seed: int = 0,
+    decode: str = "eager",
     progress: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Time every cell on every sample: ``warmup`` discarded rounds, then ``repeats`` interleaved rounds.
+    """Time every cell on every sample: ``warmup`` discarded rounds, then ``repeats`` interleaved rounds, then (on
+    CUDA) one profiled round for the host-bound share.
 
     Returns one row per cell (see ``_summarise``); a cell whose method raises keeps its error text and is
     left out of later rounds.
@@ -232,7 +244,7 @@ def time_model(
                 try:
                     with attached(engines[cell]) as engine:
                         for sample in samples if round_ >= warmup else samples[:1]:
-                            result = run_once(model, engine, sample, new_tokens)
+                            result = run_once(model, engine, sample, new_tokens, decode)
                             if round_ >= warmup:
                                 runs[cell][sample.key].append(result)
                 except Exception as exc:  # a failing method is reported in its row, never fatal for the table
@@ -242,6 +254,7 @@ def time_model(
                 kind = "warm-up" if round_ < warmup else "repeat"
                 progress(f"{model.spec}: {kind} round {round_ + 1}/{warmup + repeats} done "
                          f"({time.perf_counter() - started:.0f} s)")  # fmt: skip
+        idle = _host_bound(model, cells, engines, samples, new_tokens, decode, errors)
     n_visual = next(iter(runs[cells[0]].values()))[0]["n_visual"] if cells[0] not in errors else 0
     rows = []
     for cell in cells:
@@ -254,9 +267,24 @@ def time_model(
         if cell in errors:
             row["error"] = errors[cell]
         else:
-            row.update(_summarise(runs[cell]))
+            row.update(_summarise(runs[cell]), host_bound_share=idle.get(cell, np.nan))
         rows.append(row)
     return rows
+
+
+def _host_bound(model, cells, engines, samples, new_tokens, decode, errors) -> dict[Cell, float]:
+    """Each cell's host-bound share of the prefill, averaged over the samples: one profiled run each (CUDA only)."""
+    if model.device.type != "cuda":
+        return {}
+    shares: dict[Cell, float] = {}
+    for cell in cells:
+        if cell in errors:
+            continue
+        with attached(engines[cell]) as engine:
+            per_sample = [host_bound.measure(lambda s=sample: run_once(model, engine, s, new_tokens, decode),
+                                             model.device) for sample in samples]  # fmt: skip
+        shares[cell] = float(np.mean(per_sample))
+    return shares
 
 
 def set_threads(threads: int) -> int:

@@ -5,7 +5,9 @@ Every ratio is taken within one model of one run: the measured LLM-prefill speed
 the FLOPs model's ``prefill_flops(vanilla) / prefill_flops(cell)`` for the same inputs. The roofline ideal
 (``unipb_core.roofline``) bounds each cell's prefill by ``max(flops / peak_flops, bytes_moved /
 peak_bytes_per_s)`` with the device's peak figures recorded in the row; its speed-up is what pruning can buy
-on that hardware, far below the FLOPs ideal where the forward is bound by reading the weights.
+on that hardware, far below the FLOPs ideal where the forward is bound by reading the weights. The host-bound
+share (``host_bound_share``, CUDA only: ``benchmarks/host_bound.py``) is the part of the prefill during which the
+GPU runs nothing; NaN on a CPU.
 """
 
 from __future__ import annotations
@@ -37,9 +39,11 @@ def derive(df: pd.DataFrame) -> pd.DataFrame:
     """Add speed-ups against the same model's vanilla cell, their ratio to the FLOPs ideal, and shares."""
     df = df.copy()
     for col in ("t_total", "t_harness", "t_prefill", "t_decode", "t_llm_prefill", "t_method", "flops", "error",
-                "bytes_moved", "peak_flops", "peak_bytes_per_s"):  # fmt: skip
+                "bytes_moved", "peak_flops", "peak_bytes_per_s", "host_bound_share", "tokens_generated"):  # fmt: skip
         if col not in df:
             df[col] = np.nan
+    if "decode" not in df:
+        df["decode"] = "eager"  # runs before decode modes existed
     # Roofline: the larger of compute time and memory time at the device's peaks (NaN without peak figures).
     compute = df["flops"].astype(float) / df["peak_flops"].astype(float)
     memory = df["bytes_moved"].astype(float) / df["peak_bytes_per_s"].astype(float)
@@ -61,6 +65,9 @@ def derive(df: pd.DataFrame) -> pd.DataFrame:
     df["total_speedup"] = of("t_total") / df["t_total"]
     df["method_share"] = df["t_method"].fillna(0.0) / df["t_prefill"]
     df["harness_share"] = df["t_harness"] / df["t_total"]  # per-run differences, then medians
+    # The first new token comes from the prefill; the decode interval holds the other steps.
+    steps = (df["tokens_generated"].astype(float) - 1).where(lambda n: n > 0)
+    df["decode_per_token"] = df["t_decode"] / steps
     return df
 
 
@@ -125,10 +132,11 @@ def table(df: pd.DataFrame, ratio: float = TOP_RATIO) -> str:
     lines = []
     head = (f"{'method':<14}{'stage':<10}{'llm_pf':>9}{'prefill':>9}{'decode':>9}{'total':>9}{'method':>8}"
             f"{'peakMB':>8}{'GFLOP':>9}{'speedup':>8}{'ideal':>7}{'ratio':>7}{'roof':>7}{'r/roof':>7}{'m/pf%':>7}"
-            f"{'harn%':>7}")  # fmt: skip
+            f"{'harn%':>7}{'host%':>7}{'ms/tok':>8}")  # fmt: skip
     for model, g in sel.groupby("model", sort=False):
         lines += ["", f"== {model}  ({g['device_name'].iloc[0]}, {g['dtype'].iloc[0]}, "
-                  f"{g['attn_implementation'].iloc[0]}, {int(g['n_visual'].iloc[0])} visual tokens, "
+                  f"{g['attn_implementation'].iloc[0]}, decode {g['decode'].iloc[0]}, {int(g['n_visual'].iloc[0])} "
+                  f"visual tokens, "
                   f"ratio {ratio * 100:.1f} %; times in ms; roofline {_peaks(g)})", head]  # fmt: skip
         for _, r in g.iterrows():
             if isinstance(r.get("error"), str):
@@ -140,7 +148,8 @@ def table(df: pd.DataFrame, ratio: float = TOP_RATIO) -> str:
                 f"{r['peak_mem_bytes'] / 2**20:>8.0f}{r['flops'] / 1e9:>9.2f}{r['llm_prefill_speedup']:>8.2f}"
                 f"{r['ideal_speedup']:>7.2f}{r['speedup_vs_ideal']:>7.2f}{r['roofline_speedup']:>7.2f}"
                 f"{r['speedup_vs_roofline']:>7.2f}{r['method_share'] * 100:>7.2f}"
-                f"{r['harness_share'] * 100:>7.2f}"
+                f"{r['harness_share'] * 100:>7.2f}{r['host_bound_share'] * 100:>7.1f}"
+                f"{r['decode_per_token'] * 1e3:>8.2f}"
             )
     return "\n".join(lines)
 
@@ -150,16 +159,19 @@ def markdown(df: pd.DataFrame, targets: pd.DataFrame, ratio: float = TOP_RATIO) 
     sel = df[df["error"].isna() & ((df["method"] == "vanilla") | np.isclose(df["ratio"], ratio))]
     lines = []
     for model, g in sel.groupby("model", sort=False):
-        lines += [f"**{model}** ({int(g['n_visual'].iloc[0])} visual tokens; ms; roofline {_peaks(g)})", "",
+        lines += [f"**{model}** ({int(g['n_visual'].iloc[0])} visual tokens; decode {g['decode'].iloc[0]}; ms; "
+                  f"roofline {_peaks(g)})", "",
                   "| method | stage | llm_prefill | prefill | decode | total | method | GFLOPs | speed-up "
-                  "| FLOPs ideal | ratio | roofline ideal | ratio | method % prefill |", "|" + "---|" * 14]  # fmt: skip
+                  "| FLOPs ideal | ratio | roofline ideal | ratio | method % prefill | host-bound % prefill "
+                  "| decode ms/token |", "|" + "---|" * 16]  # fmt: skip
         for _, r in g.iterrows():
             lines.append(
                 f"| {r['method']} | {r['stage']} | {r['t_llm_prefill'] * 1e3:.1f} | {r['t_prefill'] * 1e3:.1f} "
                 f"| {r['t_decode'] * 1e3:.1f} | {r['t_total'] * 1e3:.1f} | {np.nan_to_num(r['t_method']) * 1e3:.2f} "
                 f"| {r['flops'] / 1e9:.2f} | {r['llm_prefill_speedup']:.2f} | {r['ideal_speedup']:.2f} "
                 f"| {r['speedup_vs_ideal']:.2f} | {r['roofline_speedup']:.2f} | {r['speedup_vs_roofline']:.2f} "
-                f"| {r['method_share'] * 100:.2f} |"
+                f"| {r['method_share'] * 100:.2f} | {r['host_bound_share'] * 100:.1f} "
+                f"| {r['decode_per_token'] * 1e3:.2f} |"
             )
         lines.append("")
     lines += ["| target | model | measured | target | met | worst cell |", "|---|---|---|---|---|---|"]

@@ -13,6 +13,9 @@ each row also carries the device's peak figures (``unipb_core.roofline.PEAKS``, 
 
 and prints the 88.9 % table and the targets. On a CPU the real architectures are width- and depth-reduced
 (``--reduce``) but keep their real visual-token counts; on a GPU they run full size in bf16.
+
+``--decode`` picks the decode mode (``eager``, ``static``, ``graphs``: ``unipb_core.models.decoding``), recorded in
+every row; on CUDA each row also carries the prefill's host-bound share from an untimed profiled round.
 """
 
 from __future__ import annotations
@@ -33,20 +36,24 @@ import torch
 
 from benchmarks import architectures, harness, report
 from unipb_core.environment import environment_record
+from unipb_core.models.decoding import DECODE_MODES
 from unipb_core.pruning import available
 from unipb_core.roofline import device_peak
 
 CPU_REDUCE = 8  # width and depth divisor of the real architectures on a CPU (1 = full size, the GPU default)
 
 
-def attention_backend(requested: str, device: torch.device, dtype: torch.dtype) -> str:
-    """``auto``: FlashAttention 2 on CUDA in half precision when installed, else SDPA."""
+def attention_backend(requested: str, device: torch.device, dtype: torch.dtype, decode: str = "eager") -> str:
+    """``auto``: FlashAttention 2 on CUDA in half precision when installed, else SDPA; SDPA with a static cache
+    (the pruning engine refuses FlashAttention there: it keeps generate's 2-D mask, which a pruned cache does not
+    match)."""
     if requested != "auto":
         return requested
     from transformers.utils import is_flash_attn_2_available
 
     half = dtype in (torch.float16, torch.bfloat16)
-    return "flash_attention_2" if device.type == "cuda" and half and is_flash_attn_2_available() else "sdpa"
+    flash = device.type == "cuda" and half and decode == "eager" and is_flash_attn_2_available()
+    return "flash_attention_2" if flash else "sdpa"
 
 
 def sdpa_backends(device: torch.device) -> str:
@@ -126,12 +133,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1, help="discarded rounds, every cell on the first sample (default 1)")
     p.add_argument("--repeats", type=int, default=3, help="timed rounds; medians over them (default 3)")
     p.add_argument("--new-tokens", type=int, default=4, help="fixed decode length (min = max new tokens)")
+    p.add_argument(
+        "--decode",
+        choices=DECODE_MODES,
+        default="eager",
+        help="eager (default: a growing cache), static (a fixed-size cache, eager steps), graphs (the static "
+        "cache and generate's compiled decode step: CUDA graphs on a GPU)",
+    )
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
     p.add_argument("--dtype", default="auto", help="auto (bfloat16 on cuda, float32 on cpu) or a torch dtype")
     p.add_argument(
         "--attn",
         default="auto",
-        help="auto (flash_attention_2 if installed on cuda, else sdpa), sdpa, eager, flash_attention_2",
+        help="auto (flash_attention_2 if installed on cuda with --decode eager, else sdpa), sdpa, eager, "
+        "flash_attention_2",
     )
     p.add_argument(
         "--reduce",
@@ -181,7 +196,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = getattr(torch, args.dtype) if args.dtype != "auto" else (
         torch.bfloat16 if device.type == "cuda" else torch.float32)  # fmt: skip
-    attn = attention_backend(args.attn, device, dtype)
+    attn = attention_backend(args.attn, device, dtype, args.decode)
     reduce = args.reduce if args.reduce is not None else (1 if device.type == "cuda" else CPU_REDUCE)
     threads = harness.set_threads(args.threads if args.threads is not None else (1 if device.type == "cpu" else 0))
     methods = available() if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -205,12 +220,14 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             "device": str(device), "device_name": env["device_name"], "cpu_name": env["cpu_name"],
             "dtype": env["dtype"], "attn_implementation": env["attn_implementation"], "sdpa": sdpa_backends(device),
             "threads": threads, "samples": args.samples, "warmup": args.warmup, "repeats": args.repeats,
-            "new_tokens": args.new_tokens, "torch": env["torch"], "transformers": env["transformers"],
+            "new_tokens": args.new_tokens, "decode": args.decode, "torch": env["torch"],
+            "transformers": env["transformers"],
             "git_commit": env["git_commit"], "git_dirty": env["git_dirty"],
             **peak_figures(device, env["device_name"], threads, dtype, args.peak_tflops, args.peak_gbps),
         }  # fmt: skip
         for row in harness.time_model(model, cells, samples, warmup=args.warmup, repeats=args.repeats,
-                                      new_tokens=args.new_tokens, seed=args.seed, progress=say):  # fmt: skip
+                                      new_tokens=args.new_tokens, seed=args.seed, decode=args.decode,
+                                      progress=say):  # fmt: skip
             rows.append({**meta, "load_avg_before": load_before, "load_avg_after": os.getloadavg()[0], **row})
         del model
         gc.collect()

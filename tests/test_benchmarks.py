@@ -43,6 +43,17 @@ def test_run_writes_rows_targets_and_table(tmp_path, capsys):
     assert set(targets["target"]) >= {"harness_share", "method_share (pre)", "method_share (intra)"}
     out = capsys.readouterr().out
     assert "random_pre" in out and "Targets" in out
+    assert (df["decode"] == "eager").all() and df["host_bound_share"].isna().all()  # not defined on a CPU
+
+
+def test_static_decode_mode_is_run_and_recorded(tmp_path, capsys):
+    df = run.main(["--models", "tiny-random:llava", "--methods", "random_pre,fastv", "--ratios", "88.9",
+                   "--samples", "1", "--warmup", "0", "--repeats", "1", "--new-tokens", "3", "--device", "cpu",
+                   "--decode", "static", "--out", str(tmp_path), "--no-plot"])  # fmt: skip
+    assert df["error"].isna().all() and (df["decode"] == "static").all()
+    assert (df["tokens_generated"] == 3).all() and (df["decode_per_token"] > 0).all()
+    assert "decode static" in capsys.readouterr().out
+    assert (pd.read_csv(tmp_path / "pruning_speed.csv")["decode"] == "static").all()
 
 
 def test_plot_is_written(tmp_path):

@@ -120,6 +120,32 @@ def test_a_method_that_keeps_the_wrong_count_is_caught(inputs, model):
         logits(model, inputs)
 
 
+def test_a_method_that_returns_unsorted_indices_is_caught_before_decoding(inputs, model):
+    class Reversed(PruningMethod):
+        name, category, stage_kind = "reversed_test", "vit", "pre"
+
+        def select(self, ctx: PruneContext):
+            return torch.arange(ctx.n_keep).flip(0)
+
+    with PruningEngine(model, Reversed(), 0.5) as _, pytest.raises(PruningError, match="not sorted, unique"):
+        model.generate(inputs, max_new_tokens=2)
+
+
+@pytest.mark.parametrize("stage_kind", ["pre", "intra"])
+def test_a_method_that_keeps_an_index_past_the_visual_tokens_is_caught_on_cpu(inputs, model, stage_kind):
+    """On a CPU the check is read at once, so the engine's error comes before a gather fails on the bad index."""
+
+    class PastTheEnd(PruningMethod):
+        name, category = "past_the_end_test", "vit"
+
+        def select(self, ctx: PruneContext):
+            return torch.arange(ctx.n_visual - ctx.n_keep + 1, ctx.n_visual + 1)
+
+    PastTheEnd.stage_kind = stage_kind
+    with PruningEngine(model, PastTheEnd(), 0.5) as _, pytest.raises(PruningError, match=r"within 0\.\.\d+ at"):
+        logits(model, inputs)
+
+
 def test_multi_stage_schedule_down_to_zero(inputs, model):
     """Progressive schedules (several layers) down to no visual token at all (token withdrawal)."""
 

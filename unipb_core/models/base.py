@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 from transformers import BatchFeature
 
+from .decoding import decoding
 from .resized import Downsampled, run_means, shares, units_of_samples
 from .vision_attention import VisionAttention, capture_input
 
@@ -352,33 +353,36 @@ class FamilyAdapter:
 
     # ----------------------------------------------------------------- generation
     @torch.inference_mode()
-    def generate(self, inputs: BatchFeature, max_new_tokens: int = 16) -> Generation:
+    def generate(self, inputs: BatchFeature, max_new_tokens: int = 16, decode: str = "eager") -> Generation:
         """Greedy decoding of one sample; returns the text and the token counts the records need."""
         input_ids = inputs["input_ids"]
         if input_ids.shape[0] != 1:
             raise ModelInputError(
                 f"generate: batch size {input_ids.shape[0]} given; use generate_batch for batches (build_batch)"
             )
-        return self.generate_batch(inputs, max_new_tokens=max_new_tokens)[0]
+        return self.generate_batch(inputs, max_new_tokens=max_new_tokens, decode=decode)[0]
 
     @torch.inference_mode()
-    def generate_batch(self, inputs: BatchFeature, max_new_tokens: int = 16) -> list[Generation]:
+    def generate_batch(self, inputs: BatchFeature, max_new_tokens: int = 16, decode: str = "eager") -> list[Generation]:
         """Greedy decoding of a left-padded batch (``build_batch``); one ``Generation`` per sample, in order.
 
         A sample's answer ends at its first end-of-sequence token (counted, as at batch size 1, where decoding
-        stops there); what the batch decodes after it is padding.
+        stops there); what the batch decodes after it is padding. ``decode`` picks the cache and decode step
+        (``models.decoding``: ``eager``, ``static``, ``graphs``); the answers are the same.
         """
         input_ids = inputs["input_ids"]
-        out = self.model.generate(
-            **inputs,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            num_beams=1,
-            pad_token_id=self.tokenizer.pad_token_id,
-            # A generated image placeholder would be taken for a visual token on the next step ("image features
-            # and image tokens do not match"); untrained weights do emit it, so it is never a candidate.
-            suppress_tokens=[self.image_token_id],
-        )
+        with decoding(decode, input_ids.shape[1], max_new_tokens, self.device) as extra:
+            out = self.model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                pad_token_id=self.tokenizer.pad_token_id,
+                # A generated image placeholder would be taken for a visual token on the next step ("image features
+                # and image tokens do not match"); untrained weights do emit it, so it is never a candidate.
+                suppress_tokens=[self.image_token_id],
+                **extra,
+            )
         eos = self.model.generation_config.eos_token_id
         eos = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
         mask = inputs.get("attention_mask")

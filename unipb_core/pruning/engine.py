@@ -28,7 +28,7 @@ from ..timing import SampleTimer
 from .base import PruningMethod, Selection, Stage, stage_outside
 from .context import PruneContext
 from .errors import PruningError
-from .surgery import StageRecord, _arg, _Batch, _Prefill, _Surgery
+from .surgery import StageRecord, _arg, _Batch, _padding_of, _Prefill, _Surgery
 
 __all__ = ["POSITION_POLICIES", "PruningEngine", "PruningError", "StageRecord"]
 
@@ -159,13 +159,21 @@ class PruningEngine(_Surgery):
     def _on_model(self, module, args, kwargs):
         input_ids = _arg(args, kwargs, "input_ids", 0)
         cache = kwargs.get("cache", kwargs.get("past_key_values"))
-        past = cache.get_seq_length() if cache is not None else 0
-        if input_ids is not None and past == 0:
-            self._start_prefill(input_ids, _arg(args, kwargs, "attention_mask", 2))
+        if input_ids is not None and _is_empty(cache):
+            self._start_prefill(input_ids, _arg(args, kwargs, "attention_mask", 2), cache)
         elif self._state is not None:
             self._state.phase = "decode"
 
-    def _start_prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
+    def _start_prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, cache: Any = None) -> None:
+        width = _static_width(cache)
+        impl = str(getattr(self.model.language_model.config, "_attn_implementation", ""))
+        if width is not None and impl.startswith("flash"):
+            raise PruningError(
+                f"method {self.method.name!r} with a static KV cache (decode mode 'static' or 'graphs') needs "
+                f"attn_implementation 'sdpa' or 'eager'; {impl} keeps generate's 2-D mask, which the pruned cache "
+                "does not match"
+            )
+        attention_mask = _padding_of(attention_mask, input_ids.shape[1])
         size, length = input_ids.shape
         keys = self._sample_keys if len(self._sample_keys) == size else None
         if keys is None:
@@ -177,21 +185,11 @@ class PruningEngine(_Surgery):
             keys = self._sample_keys[:1]
         if size > 1 and self.positions == "contiguous":
             raise PruningError("positions='contiguous' runs at batch size 1 only; use batch_size 1 for it")
-        pads = [0] * size
-        if size > 1 and isinstance(attention_mask, torch.Tensor):
-            # One host read for the batch: each row's padding, and whether any row is not left-padded.
-            right = (attention_mask[:, 1:] < attention_mask[:, :-1]).any(dim=1).to(attention_mask.dtype)
-            counts = torch.stack([attention_mask.sum(dim=1), right]).tolist()
-            if any(counts[1]):
-                raise PruningError(
-                    "the pruning engine needs a left-padded batch (padding_side='left'); got right padding"
-                )
-            pads = [length - int(n) for n in counts[0]]
+        pads, counts = self._layout(input_ids, attention_mask)
         samples, offset = [], 0
-        for b, (key, pad) in enumerate(zip(keys, pads, strict=True)):
+        for b, (key, pad, n_visual) in enumerate(zip(keys, pads, counts, strict=True)):
             ids = input_ids[b : b + 1, pad:]
             is_visual = self.model.visual_mask(ids[0])
-            n_visual = int(is_visual.sum())
             stages = self.method.plan(n_visual, self.ratio, self.model.num_layers) if n_visual else []
             outside = stage_outside(stages, self.model.num_layers)
             if outside is not None:
@@ -205,8 +203,22 @@ class PruningEngine(_Surgery):
             samples.append(_Prefill(ids, is_visual, n_visual, generator, stages, index=b, key=key,
                                     grids=self._grids[b], visual_offset=offset))  # fmt: skip
             offset += n_visual
-        self._state = _Batch(samples, length, pads)
+        self._state = _Batch(samples, length, pads, width=width)
         self._vision_store.pop("downsampled", None)  # what an earlier prefill encoded is not this one's
+
+    def _layout(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple[list[int], list[int]]:
+        """Each sample's left padding and visual-token count, in the prefill's one host read (taken before the
+        forward queues any work, so the device has nothing to finish). A placeholder never sits in padding, so a
+        padded row's count is its sample's."""
+        size, length = input_ids.shape
+        rows = [self.model.visual_mask(input_ids).sum(dim=1)]
+        padded = size > 1 and isinstance(attention_mask, torch.Tensor)
+        if padded:
+            rows += [attention_mask.sum(dim=1), (attention_mask[:, 1:] < attention_mask[:, :-1]).any(dim=1)]
+        values = torch.stack([row.to(torch.long) for row in rows]).tolist()
+        if padded and any(values[2]):
+            raise PruningError("the pruning engine needs a left-padded batch (padding_side='left'); got right padding")
+        return ([length - n for n in values[1]] if padded else [0] * size), values[0]
 
     def _grids_for(self, s: _Prefill) -> list[tuple[int, int]]:
         if s.grids:
@@ -237,13 +249,32 @@ class PruningEngine(_Surgery):
                 f"method {self.method.name!r} kept {keep.numel()} tokens at {stage.label}; the plan asks for "
                 f"{stage.n_keep}"
             )
-        if keep.numel() and bool(((keep[1:] <= keep[:-1]).any() | (keep[0] < 0) | (keep[-1] >= ctx.n_visual)).item()):
-            raise PruningError(
-                f"method {self.method.name!r} returned keep indices that are not sorted, unique and within "
-                f"0..{ctx.n_visual - 1} at {stage.label}"
-            )
+        if keep.numel():
+            bad = (keep[1:] <= keep[:-1]).any() | (keep[0] < 0) | (keep[-1] >= ctx.n_visual)
+            self._state.checks.append((bad, stage.label, ctx.n_visual))
+            if keep.device.type == "cpu":  # free here, and the clear error comes before the gathers fail
+                self._check_selections()
+            # On an accelerator the flags are read once in ``_check_selections`` at the end of the decoder stack:
+            # a host read here would stall the device mid-prefill.
         self._saved[key] = selection
         return selection
+
+    def _check_selections(self) -> None:
+        """Whether every selection of the prefill was sorted, unique and in range: one host read, at the end of the
+        decoder stack (where a timed run synchronises anyway), before any decode step uses the pruned cache.
+
+        An index out of range has already failed the gathers by then (on CUDA as a device-side assert).
+        """
+        checks, self._state.checks = self._state.checks, []
+        if not checks:
+            return
+        flags = torch.stack([bad for bad, _, _ in checks]).tolist()
+        for flag, (_, label, n_visual) in zip(flags, checks, strict=True):
+            if flag:
+                raise PruningError(
+                    f"method {self.method.name!r} returned keep indices that are not sorted, unique and within "
+                    f"0..{n_visual - 1} at {label}"
+                )
 
     def _vision_extras(self, stage: Stage, s: _Prefill) -> dict:
         """Lazy vision-side entries: computed only if the method asks (encoder attention: once per prefill, for
@@ -320,6 +351,27 @@ class _Deferred:
         if name.startswith("_"):  # not the output's (copy, pickle, a failed ``_output``)
             raise AttributeError(name)
         return getattr(self._output, name)
+
+
+def _is_empty(cache: Any) -> bool:
+    """Whether a forward starts from an empty cache (a prefill), without reading a device value.
+
+    A static cache's layers allocate their buffers on their first write and from then on report their length as a
+    device tensor (reading it would be a host sync each decode step): such a cache holds tokens. A static cache
+    reused after ``reset()`` would be taken for a decode step; ``generate`` makes a fresh cache for every call.
+    """
+    if cache is None:
+        return True
+    past = cache.get_seq_length()
+    return not isinstance(past, torch.Tensor) and past == 0
+
+
+def _static_width(cache: Any) -> int | None:
+    """Key slots of every layer of a static (fixed-size) cache; None for a cache that grows (or none)."""
+    if cache is None or not getattr(cache, "is_compileable", False):
+        return None
+    width = cache.get_max_length()
+    return int(width) if width > 0 else None
 
 
 def _listed(record: StageRecord) -> StageRecord:

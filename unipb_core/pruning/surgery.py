@@ -14,6 +14,13 @@ the sequence, in two stages, each usable alone or together:
   every token, layers >= K only the kept ones; on decode steps each layer's mask columns are mapped to
   its own cache.
 
+**Static caches** (``cache_implementation="static"``, what a compiled decode step needs). Every layer's keys are
+then the cache's whole fixed-width buffer, and ``generate`` builds the 4-D mask before the forward, over the
+buffer's slots. The engine reads the padding back from that mask at prefill, widens each gathered mask to the
+buffer with masked columns (slots a layer never writes), and builds the decode steps' column maps once, at the
+end of prefill, so a decode step reads only tensors whose shapes depend on the buffer width and batch size,
+never on a sample's length: one compiled step serves every sample of a width.
+
 **Batches.** Every sample of a left-padded batch is handled as at batch size 1: the method sees the sample's own
 sequence (its left padding stripped), with its own generator, plan, patch grids and captured layer inputs, and
 returns its own selection. After a stage the samples' sequences (whose lengths may now differ) are left-padded
@@ -92,6 +99,7 @@ class _Level:
     padded: bool
     lengths: list[int]
     cache: dict = field(default_factory=dict)
+    columns: tuple[torch.Tensor, torch.Tensor | None] | None = None  # static cache: the decode column map (fixed)
 
 
 @dataclass
@@ -104,6 +112,9 @@ class _Batch:
     lm_pads: list[int] = field(default_factory=list)
     lm_mask: torch.Tensor | None = None  # the 2-D LLM-input mask after a pre-LLM stage (decode steps extend it)
     levels: dict[int, _Level] = field(default_factory=dict)
+    width: int | None = None  # key slots of a static cache's layers (None: a cache that grows)
+    decode_mask: torch.Tensor | None = None  # static cache, after a pre-LLM stage: the 2-D mask of all ``width`` slots
+    checks: list = field(default_factory=list)  # (device flag: selection invalid, stage label, n_visual) per stage
 
     @property
     def size(self) -> int:
@@ -134,7 +145,8 @@ def _attend_value(mask: torch.Tensor) -> tuple[Any, Any]:
 
 class _Surgery:
     """The hook mechanics of ``PruningEngine`` (a mixin: it reads the engine's ``model``, ``method``,
-    ``positions`` and ``_state``, and calls its ``_select``, ``_grids_for`` and ``_vision_extras``)."""
+    ``positions`` and ``_state``, and calls its ``_select``, ``_check_selections``, ``_grids_for`` and
+    ``_vision_extras``)."""
 
     def _apply(
         self, s: _Prefill, stage: Stage, view: _View, hidden: torch.Tensor
@@ -189,27 +201,31 @@ class _Surgery:
             return None
         if batch.phase == "prefill":
             return self._lm_prefill(kwargs, batch)
-        if batch.phase == "decode" and batch.lm_mask is not None:
-            mask = kwargs.get("attention_mask")
-            if isinstance(mask, torch.Tensor) and mask.dim() == 2:
-                kwargs["attention_mask"] = torch.cat([batch.lm_mask.to(mask.dtype), mask[:, batch.length :]], dim=1)
-            elif mask is None and batch.size > 1:
-                # generate passes no mask when its own has no padding; the pre-LLM stage's padding needs one.
-                cache = kwargs.get("cache", kwargs.get("past_key_values"))
-                steps = cache.get_seq_length() + kwargs["inputs_embeds"].shape[1] - batch.lm_length
-                ones = batch.lm_mask.new_ones(batch.size, steps)
-                kwargs["attention_mask"] = torch.cat([batch.lm_mask, ones], dim=1)
-            if self.positions == "contiguous" and kwargs.get("position_ids") is not None:
-                s = batch.samples[0]  # contiguous positions run at batch size 1 only (checked at prefill)
-                kwargs["position_ids"] = kwargs["position_ids"] - (s.input_ids.shape[1] - s.pre_index.numel())
-            return args, kwargs
-        return None
+        if batch.phase != "decode" or (batch.decode_mask is None and batch.lm_mask is None):
+            return None
+        mask = kwargs.get("attention_mask")
+        if batch.decode_mask is not None:
+            # A static cache: generate's 4-D mask counts the unpruned prompt's slots; the decoder rebuilds it from this
+            # one. (Read before ``lm_mask``: a compiled step guards on the shapes it reads, and this one's is fixed.)
+            kwargs["attention_mask"] = batch.decode_mask
+        elif isinstance(mask, torch.Tensor) and mask.dim() == 2:
+            kwargs["attention_mask"] = torch.cat([batch.lm_mask.to(mask.dtype), mask[:, batch.length :]], dim=1)
+        elif mask is None and batch.size > 1:
+            # generate passes no mask when its own has no padding; the pre-LLM stage's padding needs one.
+            cache = kwargs.get("cache", kwargs.get("past_key_values"))
+            steps = cache.get_seq_length() + kwargs["inputs_embeds"].shape[1] - batch.lm_length
+            ones = batch.lm_mask.new_ones(batch.size, steps)
+            kwargs["attention_mask"] = torch.cat([batch.lm_mask, ones], dim=1)
+        if self.positions == "contiguous" and kwargs.get("position_ids") is not None:
+            s = batch.samples[0]  # contiguous positions run at batch size 1 only (checked at prefill)
+            kwargs["position_ids"] = kwargs["position_ids"] - (s.input_ids.shape[1] - s.pre_index.numel())
+        return args, kwargs
 
     def _lm_prefill(self, kwargs: dict, batch: _Batch):
         embeds = kwargs["inputs_embeds"]
         length, device = embeds.shape[1], embeds.device
-        mask = kwargs.get("attention_mask")
-        if not isinstance(mask, torch.Tensor) or mask.dim() != 2:
+        mask = _padding_of(kwargs.get("attention_mask"), length)
+        if mask is None:
             mask = torch.ones(embeds.shape[0], length, dtype=torch.long, device=device)
         pos = kwargs.get("position_ids")
         if pos is None:
@@ -240,6 +256,9 @@ class _Surgery:
             kwargs["inputs_embeds"] = _left_pad(pieces)
             # Always pass a mask: gapped positions with no mask are read as packed sequences.
             kwargs["attention_mask"] = batch.lm_mask = _left_pad(mask_pieces, 0)
+            if batch.width is not None:  # decoded tokens fill the slots after the prompt; causality masks the future
+                ones = batch.lm_mask.new_ones(batch.size, batch.width - batch.lm_mask.shape[1])
+                batch.decode_mask = torch.cat([batch.lm_mask, ones], dim=1)
             if self.positions == "contiguous":
                 kwargs["position_ids"] = torch.arange(batch.samples[0].lm_len, device=device).unsqueeze(0)
             else:
@@ -262,8 +281,13 @@ class _Surgery:
         return self.ratio > 0 and bool(getattr(self.method, "merges", False))
 
     def _after_lm(self, module, args, kwargs, output):
-        if self._state is not None and self._state.phase == "lm_prefill":
-            self._state.phase = "decode"
+        batch = self._state
+        if batch is not None and batch.phase == "lm_prefill":
+            self._check_selections()
+            batch.phase = "decode"
+            if batch.width is not None:  # fixed for the whole decode: built here, outside a compiled decode step
+                for level in batch.levels.values():
+                    level.columns = _decode_columns(level, batch.lm_length, batch.width, static=True)
 
     # ------------------------------------------------------------------ decoder layers (intra-LLM stages)
     def _layer_hook(self, idx: int):
@@ -352,8 +376,8 @@ class _Surgery:
         start = hidden.shape[1] - n
         cos, sin = kwargs["position_embeddings"]
         mask = kwargs.get("attention_mask")
-        if isinstance(mask, torch.Tensor) and mask.dim() == 4:
-            mask = mask[b : b + 1, :, start:, start:]
+        if isinstance(mask, torch.Tensor) and mask.dim() == 4:  # keys cut to the sequence (a static cache's are wider)
+            mask = mask[b : b + 1, :, start:, start : hidden.shape[1]]
         positions = view.visual_positions
         r = b if cos.shape[0] > 1 else 0  # rotary tables are shared by the batch when no position ids are given
         return LayerInput(module, hidden[b : b + 1, start:], (cos[r : r + 1, start:], sin[r : r + 1, start:]), mask,
@@ -387,12 +411,12 @@ class _Surgery:
             if cache.get("mask_src") is not mask:
                 # Sorted: a view whose kept tokens are in a method's entry order (study.py) stays causal in
                 # its own sequence order, as the study's sliced mask is; a no-op for sequence-ordered views.
-                cache["mask"] = _prefill_mask(mask, level)
+                cache["mask"] = _widen(_prefill_mask(mask, level), batch.width)
                 cache["mask_src"] = mask
             kwargs["attention_mask"] = cache["mask"]
         elif level.padded:
             if "mask" not in cache:
-                cache["mask"] = _prefill_mask(None, level, self._mask_dtype(hidden))
+                cache["mask"] = _widen(_prefill_mask(None, level, self._mask_dtype(hidden)), batch.width)
             kwargs["attention_mask"] = cache["mask"]
         pos_ids = kwargs.get("position_ids")
         if isinstance(pos_ids, torch.Tensor) and pos_ids.shape[-1] == batch.lm_length:
@@ -409,10 +433,9 @@ class _Surgery:
             return None
         mask = kwargs.get("attention_mask")
         if isinstance(mask, torch.Tensor):
-            cols = _take_columns(mask[..., : batch.lm_length], level.gather)
-            if level.padded:
-                cols = cols.masked_fill(~level.valid[:, None, None, :], _attend_value(mask)[1])
-            kwargs["attention_mask"] = torch.cat([cols, mask[..., batch.lm_length :]], dim=-1)
+            index, valid = level.columns or _decode_columns(level, batch.lm_length, mask.shape[-1], static=False)
+            cols = _take_columns(mask, index)
+            kwargs["attention_mask"] = cols if valid is None else cols.masked_fill(~valid, _attend_value(mask)[1])
         elif level.padded:
             hidden = args[0] if args else kwargs["hidden_states"]
             # Keys of this step: the layer's cache (its padded kept slots + decoded tokens) and the new tokens.
@@ -460,6 +483,52 @@ def _take_columns(mask: torch.Tensor, gather: torch.Tensor) -> torch.Tensor:
         return mask[..., gather[0]]
     index = gather[:, None, None, :].expand(gather.shape[0], *mask.shape[1:-1], gather.shape[1])
     return mask.expand(gather.shape[0], *mask.shape[1:]).gather(-1, index)
+
+
+def _decode_columns(
+    level: _Level, lm_length: int, width: int, static: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Which column of a decode step's LLM-input mask (``width`` key slots) each key slot of ``level``'s layers
+    reads (``[B, n]``), and which of those slots may be attended (``[B, 1, 1, n]``; None: all).
+
+    A layer of the level caches its kept tokens, then the decoded ones (columns ``lm_length`` on). A static
+    cache's layer returns its whole buffer, as wide as layer 0's (``n = width``): its last ``lm_length - Lk``
+    slots are never written and stay masked. A growing cache's layer returns only what it holds.
+    """
+    size, kept = level.gather.shape
+    device = level.gather.device
+    decoded = torch.arange(lm_length, width, device=device).expand(size, -1)
+    index, valid = [level.gather, decoded], [level.valid, level.valid.new_ones(size, width - lm_length)]
+    if static:
+        index.append(level.gather.new_zeros(size, lm_length - kept))
+        valid.append(level.valid.new_zeros(size, lm_length - kept))
+    elif not level.padded:
+        return torch.cat(index, dim=1), None
+    return torch.cat(index, dim=1), torch.cat(valid, dim=1)[:, None, None, :]
+
+
+def _padding_of(mask: torch.Tensor | dict | None, length: int) -> torch.Tensor | None:
+    """The ``[B, length]`` padding mask (1: a token) of a 2-D mask or of a 4-D causal mask over ``length`` queries.
+
+    ``generate`` with a static cache builds the 4-D mask before the forward (Qwen2 decoders: one per attention
+    type, of which the full-attention one is read); every prompt key precedes the last query, whose row is
+    therefore exactly the keys' padding. None when no mask was given (no padding).
+    """
+    if isinstance(mask, dict):
+        mask = mask.get("full_attention")
+    if not isinstance(mask, torch.Tensor) or mask.dim() == 2:
+        return mask
+    row = mask[:, 0, -1, :length]
+    return (row if row.dtype == torch.bool else row == 0).long()
+
+
+def _widen(mask: torch.Tensor, width: int | None) -> torch.Tensor:
+    """``mask`` with masked key columns appended up to ``width``: a static cache's layer returns all its slots,
+    also those it has not written (None: a growing cache, whose keys are the sequence)."""
+    if width is None or mask.shape[-1] >= width:
+        return mask
+    fill = mask.new_full((*mask.shape[:-1], width - mask.shape[-1]), _attend_value(mask)[1])
+    return torch.cat([mask, fill], dim=-1)
 
 
 def _left_pad_last(pieces: list[torch.Tensor], fill: int) -> torch.Tensor:
