@@ -36,29 +36,31 @@ def pooled_shape(rows: int, cols: int, k: int) -> tuple[int, int] | None:
     return min(fits, key=lambda hw: (abs(math.log(hw[0] / hw[1]) - target), hw[0]))
 
 
-def _centres(size: int, parts: int) -> list[int]:
+def _centres(size: int, parts: int, device: torch.device) -> torch.Tensor:
     """Centre of each adaptive-pooling cell along one axis: edges ``floor(i S / p)`` .. ``ceil((i + 1) S / p)``.
 
-    For ``parts <= size`` both edges rise strictly with ``i``, so the centres do too.
+    Built on the device (a list copied there would be a blocking copy on a GPU). For ``parts <= size`` both
+    edges rise strictly with ``i``, so the centres do too.
     """
-    return [((i * size) // parts + -((-(i + 1) * size) // parts) - 1) // 2 for i in range(parts)]
+    i = torch.arange(parts, device=device)
+    return ((i * size) // parts - ((-(i + 1) * size) // parts) - 1) // 2
 
 
-def pool_image(tokens: torch.Tensor, rows: int, cols: int, k: int) -> tuple[list[int], torch.Tensor]:
+def pool_image(tokens: torch.Tensor, rows: int, cols: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """One image's ``k`` cells: kept token of each (index inside the image, ascending) and cell means ``[k, D]``.
 
     The cell edges are adaptive average pooling's, so one ``adaptive_avg_pool`` call gives every mean.
     """
     if k == 0:
-        return [], tokens[:0]
-    shape = pooled_shape(rows, cols, k)
+        return torch.empty(0, dtype=torch.long, device=tokens.device), tokens[:0]
     planes = tokens.T.unsqueeze(0)  # [1, D, rows * cols], a view
+    shape = pooled_shape(rows, cols, k)
     if shape is None:  # no exact grid fits: contiguous runs of the raster order
-        return _centres(rows * cols, k), F.adaptive_avg_pool1d(planes, k)[0].T
+        return _centres(rows * cols, k, tokens.device), F.adaptive_avg_pool1d(planes, k)[0].T
     h, w = shape
-    keep = [r * cols + c for r in _centres(rows, h) for c in _centres(cols, w)]  # raster order = ascending
+    keep = _centres(rows, h, tokens.device).unsqueeze(1) * cols + _centres(cols, w, tokens.device)
     means = F.adaptive_avg_pool2d(planes.reshape(1, -1, rows, cols), shape)  # [1, D, h, w]
-    return keep, means.reshape(-1, k).T
+    return keep.reshape(-1), means.reshape(-1, k).T  # raster order of the cells = ascending kept index
 
 
 def pooled_selection(ctx: PruneContext) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,12 +71,10 @@ def pooled_selection(ctx: PruneContext) -> tuple[torch.Tensor, torch.Tensor]:
     keep, means, start = [], [], 0
     for (rows, cols), k in zip(ctx.grids, split_budget(sizes, ctx.n_keep), strict=True):
         centres, cell_means = pool_image(visual[start : start + rows * cols], rows, cols, k)
-        keep += [start + c for c in centres]  # images in order, each ascending: sorted
+        keep.append(centres + start)  # images in order, each ascending: sorted
         means.append(cell_means)
         start += rows * cols
-    # From pageable host memory without blocking: the copy is staged before this returns, and no stream sync.
-    keep_device = torch.tensor(keep, dtype=torch.long).to(ctx.visual.device, non_blocking=True)
-    return keep_device, torch.cat(means)
+    return torch.cat(keep), torch.cat(means)
 
 
 @register
