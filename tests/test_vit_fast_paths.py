@@ -21,7 +21,7 @@ from pruning_invariants import PROMPT
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import apply_rotary_pos_emb_vision
 
 from unipb_core.models import vision_attention
-from unipb_core.pruning import Stage, get
+from unipb_core.pruning import PruningEngine, Stage, get
 from unipb_core.pruning.context import PruneContext
 from unipb_core.pruning.divprune import max_min_diverse
 from unipb_core.pruning.gprune import gprune_scores
@@ -211,3 +211,14 @@ def test_qwen_scores_from_the_captured_projection_equal_a_recompute():
         expected = loop_received_attention(q_rot.transpose(0, 1), k_rot.transpose(0, 1), block.attn.scaling, cu_seqlens)
     torch.testing.assert_close(got.patch_scores, expected, rtol=1e-5, atol=1e-8)
     assert torch.equal(got.patch_keys, k.reshape(seq, -1))
+
+
+def test_qwen_projection_hook_only_while_a_method_reads_encoder_attention():
+    model = tiny_model("qwen2_5_vl")
+    visual = model.model.model.visual
+    qkv = visual.blocks[visual.fullatt_block_indexes[-1]].attn.qkv
+    with PruningEngine(model, get("divprune"), 0.5):
+        assert not qkv._forward_hooks
+    with PruningEngine(model, get("visionzip"), 0.5):
+        assert len(qkv._forward_hooks) == 1
+    assert not qkv._forward_hooks
