@@ -91,8 +91,8 @@ def mean_received_attention(q: torch.Tensor, k: torch.Tensor, scale: float, cu_s
 
     ``q``, ``k``: ``[H, S, d]``; segments are ``cu_seqlens`` boundaries (one image each) -> ``[S]`` (float32).
     The column sums need every logit, so the ``S x S`` work is inherent; it is done in blocks of query rows
-    (all heads at once), so no ``H x S x S`` (nor even one ``S x S``) tensor exists: at most
-    ``query_block_elements`` logits at a time. One host sync: the segment bounds.
+    (all heads at once), so no ``H x S x S`` (nor even one ``S x S``) tensor exists: a block holds
+    ``query_block_elements`` logits, or one row of every head if that is more. One host sync: the segment bounds.
     """
     heads, seq, _ = q.shape
     budget = query_block_elements(q.device)
@@ -113,7 +113,7 @@ def mean_received_attention(q: torch.Tensor, k: torch.Tensor, scale: float, cu_s
 def query_block_elements(device: torch.device) -> int:
     """Logits per block of ``mean_received_attention``.
 
-    A CPU is fastest when the block stays in its L2 cache (2^18 floats, 1 MiB: 3x faster than whole heads at
+    A CPU is fastest when the block stays in its L2 cache (2^18 floats, 1 MiB: 2-3x faster than whole heads at
     S = 4096); a GPU wants few, large kernels (2^24 floats, 64 MiB: 16 blocks at 16 heads x 4096 patches).
     """
     return 1 << 18 if device.type == "cpu" else 1 << 24
