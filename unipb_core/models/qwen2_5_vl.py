@@ -23,7 +23,7 @@ from .processors import Qwen2_5_VLImageProcessor
 from .real_sizes import reduced, reduced_depth, reduced_heads, token_ids
 from .tiny_sizes import VISION_SIZES, text_sizes
 from .tokenizer import build_tokenizer
-from .vision_attention import VisionAttention, capture_input, mean_received_attention
+from .vision_attention import VisionAttention, capture_input, capture_output, mean_received_attention
 
 CHAT_TEMPLATE = (
     "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
@@ -52,21 +52,25 @@ class Qwen2_5_VLAdapter(FamilyAdapter):
         return [self.model.model.visual]
 
     def vision_attention_hooks(self, store: dict) -> list:
+        # The block's input carries cu_seqlens and the rotary tables; its qkv projection's output is what the
+        # stock attention used, so the scores need no second norm + projection (on the 7B shape that GEMM costs
+        # about as much as the S x S logits).
         visual = self.model.model.visual
         block = visual.blocks[visual.fullatt_block_indexes[-1]]
         return [
             visual.register_forward_pre_hook(capture_input(store, "tower"), with_kwargs=True),
             block.register_forward_pre_hook(capture_input(store, "layer"), with_kwargs=True),
+            block.attn.qkv.register_forward_hook(capture_output(store, "qkv")),
         ]
 
     def vision_attention(self, store: dict) -> VisionAttention:
         visual, t_args, t_kwargs = store["tower"]
         grid_thw = t_args[1] if len(t_args) > 1 else t_kwargs["grid_thw"]
-        block, args, kwargs = store["layer"]
-        hidden = args[0] if args else kwargs["hidden_states"]  # [S, D], merge groups permuted into windows
+        block, _, kwargs = store["layer"]
+        qkv = store["qkv"]  # [S, 3 * D], merge groups permuted into windows
         attn = block.attn
-        seq = hidden.shape[0]
-        q, k, _ = attn.qkv(block.norm1(hidden)).reshape(seq, 3, attn.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
+        seq = qkv.shape[0]
+        q, k, _ = qkv.reshape(seq, 3, attn.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
         cos, sin = kwargs["position_embeddings"]
         q_rot, k_rot = apply_rotary_pos_emb_vision(q, k, cos, sin)
         scores = mean_received_attention(
@@ -78,8 +82,8 @@ class Qwen2_5_VLAdapter(FamilyAdapter):
             grid_thw, visual.spatial_merge_size, visual.window_size, visual.patch_size
         )
         unit = visual.spatial_merge_unit
-        start = torch.argsort(window_index).to(hidden.device) * unit
-        groups = start.unsqueeze(1) + torch.arange(unit, device=hidden.device)
+        start = torch.argsort(window_index).to(qkv.device) * unit
+        groups = start.unsqueeze(1) + torch.arange(unit, device=qkv.device)
         return VisionAttention(scores, k.reshape(seq, -1), groups)
 
     _image_call_args = ("pixel_values", "image_grid_thw")

@@ -27,25 +27,30 @@ from .vit_common import cosine_matrix
 
 
 def max_min_diverse(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Sorted indices of ``k`` rows of ``x`` chosen greedily by max-min cosine distance."""
+    """Sorted indices of ``k`` rows of ``x`` chosen greedily by max-min cosine distance.
+
+    The greedy steps stay on the device (no host sync): each is an argmax written into a preallocated index
+    tensor, one row gather and one in-place minimum.
+    """
     n = x.shape[0]
     if k <= 0:
         return torch.empty(0, dtype=torch.long, device=x.device)
-    dist = 1.0 - cosine_matrix(x)
+    dist = cosine_matrix(x).neg_().add_(1.0)  # 1 - cos, bit for bit, without a second n x n buffer
     if n == 1:
         return torch.zeros(1, dtype=torch.long, device=x.device)
     # The released rule: each column's second-smallest entry (its own ~0 distance is the smallest).
     nearest_other = torch.topk(dist, 2, dim=0, largest=False).values[1]
-    first = torch.argmax(nearest_other)  # argmax returns the first maximum: ties -> lowest index
-    chosen = [first]
-    nearest = dist[first].clone()  # each token's distance to the selected set
-    nearest[first] = -float("inf")
-    for _ in range(min(k, n) - 1):
-        nxt = torch.argmax(nearest)
-        chosen.append(nxt)
-        nearest = torch.minimum(nearest, dist[nxt])
-        nearest[nxt] = -float("inf")
-    return torch.sort(torch.stack(chosen)).values
+    chosen = torch.empty(min(k, n), dtype=torch.long, device=x.device)
+    torch.argmax(nearest_other, dim=0, keepdim=True, out=chosen[:1])  # the first maximum: ties -> lowest index
+    # A -inf diagonal marks a token as selected the moment its own row enters the minimum, so it is never
+    # picked again (the released code's `nearest[nxt] = -inf`, without indexing by a device scalar).
+    dist.fill_diagonal_(-float("inf"))
+    nearest = dist.index_select(0, chosen[:1])[0]  # each token's distance to the selected set
+    row = torch.empty_like(dist[:1])
+    for i in range(1, chosen.numel()):
+        torch.argmax(nearest, dim=0, keepdim=True, out=chosen[i : i + 1])
+        torch.minimum(nearest, torch.index_select(dist, 0, chosen[i : i + 1], out=row)[0], out=nearest)
+    return torch.sort(chosen).values
 
 
 @register

@@ -35,8 +35,12 @@ ZERO_TOLERANCE = 1e-6  # entries with |S / temperature| below this count as "no 
 def gprune_scores(x: torch.Tensor, similarity_threshold: float, temperature: float, steps: int) -> torch.Tensor:
     """``[N]`` G-Prune scores of the rows of ``x`` (float32), as in the released ``select_important_features``."""
     sim = cosine_matrix(x)
-    logits = torch.where(sim < similarity_threshold, torch.zeros_like(sim), sim) / temperature
-    logits = torch.where(logits.abs() < ZERO_TOLERANCE, torch.full_like(logits, MASKED_LOGIT), logits)
+    # The released `where(S < thr, 0, S) / t`, then -5000 where |.| < tol, as one mask and one fill in place:
+    # a zeroed entry is 0 after the division, so it is masked either way (bit for bit the same logits).
+    masked = sim < similarity_threshold
+    logits = sim.div_(temperature)
+    masked |= logits.abs() < ZERO_TOLERANCE
+    logits.masked_fill_(masked, MASKED_LOGIT)
     adjacency = torch.softmax(logits, dim=-1)
     degree = (adjacency > 0).sum(dim=1)  # after the softmax: the token itself counts
     state = x.float().norm(dim=-1)

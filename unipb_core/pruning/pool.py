@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 
 from .base import PruningMethod, Selection
 from .context import PruneContext
 from .registry import register
-from .vit_common import image_cells, split_budget
+from .vit_common import check_every_token, split_budget
 
 
 def pooled_shape(rows: int, cols: int, k: int) -> tuple[int, int] | None:
@@ -35,35 +36,45 @@ def pooled_shape(rows: int, cols: int, k: int) -> tuple[int, int] | None:
     return min(fits, key=lambda hw: (abs(math.log(hw[0] / hw[1]) - target), hw[0]))
 
 
-def _edges(size: int, parts: int) -> list[tuple[int, int]]:
-    return [((i * size) // parts, -((-(i + 1) * size) // parts)) for i in range(parts)]
+def _centres(size: int, parts: int, device: torch.device) -> torch.Tensor:
+    """Centre of each adaptive-pooling cell along one axis: edges ``floor(i S / p)`` .. ``ceil((i + 1) S / p)``.
+
+    Built on the device (a list copied there would be a blocking copy on a GPU). For ``parts <= size`` both
+    edges rise strictly with ``i``, so the centres do too.
+    """
+    i = torch.arange(parts, device=device)
+    return ((i * size) // parts - ((-(i + 1) * size) // parts) - 1) // 2
 
 
-def pool_cells(grid: torch.Tensor, k: int) -> list[tuple[int, torch.Tensor]]:
-    """For one image's ``[rows, cols]`` token-index grid: ``k`` pairs (kept token, member tokens)."""
+def pool_image(tokens: torch.Tensor, rows: int, cols: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One image's ``k`` cells: kept token of each (index inside the image, ascending) and cell means ``[k, D]``.
+
+    The cell edges are adaptive average pooling's, so one ``adaptive_avg_pool`` call gives every mean.
+    """
     if k == 0:
-        return []
-    rows, cols = grid.shape
+        return torch.empty(0, dtype=torch.long, device=tokens.device), tokens[:0]
+    planes = tokens.T.unsqueeze(0)  # [1, D, rows * cols], a view
     shape = pooled_shape(rows, cols, k)
     if shape is None:  # no exact grid fits: contiguous runs of the raster order
-        flat = grid.reshape(-1)
-        return [(int(flat[(s + e - 1) // 2]), flat[s:e]) for s, e in _edges(flat.numel(), k)]
-    cells = []
-    for r0, r1 in _edges(rows, shape[0]):
-        for c0, c1 in _edges(cols, shape[1]):
-            centre = int(grid[(r0 + r1 - 1) // 2, (c0 + c1 - 1) // 2])
-            cells.append((centre, grid[r0:r1, c0:c1].reshape(-1)))
-    return cells
+        return _centres(rows * cols, k, tokens.device), F.adaptive_avg_pool1d(planes, k)[0].T
+    h, w = shape
+    keep = _centres(rows, h, tokens.device).unsqueeze(1) * cols + _centres(cols, w, tokens.device)
+    means = F.adaptive_avg_pool2d(planes.reshape(1, -1, rows, cols), shape)  # [1, D, h, w]
+    return keep.reshape(-1), means.reshape(-1, k).T  # raster order of the cells = ascending kept index
 
 
-def pooled_selection(ctx: PruneContext) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Kept indices (sorted) and each one's cell members, over all images of the sample."""
-    grids = image_cells(ctx)
-    budgets = split_budget([g.numel() for g in grids], ctx.n_keep)
-    cells = [cell for grid, k in zip(grids, budgets, strict=True) for cell in pool_cells(grid, k)]
-    cells.sort(key=lambda c: c[0])
-    keep = torch.tensor([c[0] for c in cells], dtype=torch.long)
-    return keep, [c[1] for c in cells]
+def pooled_selection(ctx: PruneContext) -> tuple[torch.Tensor, torch.Tensor]:
+    """Kept indices (sorted) and their cell means (float32), over all images of the sample."""
+    check_every_token(ctx)
+    sizes = [rows * cols for rows, cols in ctx.grids]
+    visual = ctx.visual.float()
+    keep, means, start = [], [], 0
+    for (rows, cols), k in zip(ctx.grids, split_budget(sizes, ctx.n_keep), strict=True):
+        centres, cell_means = pool_image(visual[start : start + rows * cols], rows, cols, k)
+        keep.append(centres + start)  # images in order, each ascending: sorted
+        means.append(cell_means)
+        start += rows * cols
+    return torch.cat(keep), torch.cat(means)
 
 
 @register
@@ -75,9 +86,5 @@ class Pool(PruningMethod):
     merges: ClassVar[bool] = True
 
     def select(self, ctx: PruneContext) -> Selection:
-        keep, members = pooled_selection(ctx)
-        device = ctx.visual.device
-        if not members:
-            return Selection(keep.to(device), ctx.visual[:0])
-        merged = torch.stack([ctx.visual[m.to(device)].float().mean(dim=0) for m in members])
-        return Selection(keep.to(device), merged.to(ctx.visual.dtype))
+        keep, merged = pooled_selection(ctx)
+        return Selection(keep, merged.to(ctx.visual.dtype))

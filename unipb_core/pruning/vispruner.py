@@ -27,20 +27,28 @@ import torch
 from .base import PruningMethod, Selection
 from .context import PruneContext
 from .registry import register
-from .vit_common import encoder_attention_notes
+from .vit_common import cosine_matrix, encoder_attention_notes
 
 
 def remove_duplicates(features: torch.Tensor, residual: torch.Tensor, target: int, step: int) -> torch.Tensor:
-    """Shrink the ordered index list ``residual`` to ``target`` tokens by bipartite duplicate removal."""
+    """Shrink the ordered index list ``residual`` to ``target`` tokens by bipartite duplicate removal.
+
+    The cosine matrix of the residual tokens is computed once; each round gathers its even x odd block from it
+    (the released code multiplies that block afresh every round: ~10x the FLOPs at 1024 tokens). Rounds track
+    positions into that matrix; the loop's shapes follow from the sizes alone, so no round reads the device.
+    """
     if target <= 0:
         return residual[:0]
-    normed = torch.nn.functional.normalize(features.float(), dim=-1)
-    while (r := min(step, residual.numel() - target)) > 0:
-        even, odd = residual[0::2], residual[1::2]
-        best = (normed[even] @ normed[odd].T).max(dim=1).values
+    if residual.numel() <= target:
+        return residual
+    similarity = cosine_matrix(features[residual])
+    position = torch.arange(residual.numel(), device=residual.device)
+    while (r := min(step, position.numel() - target)) > 0:
+        even, odd = position[0::2], position[1::2]
+        best = similarity.index_select(0, even).index_select(1, odd).amax(dim=1)
         distinct = torch.argsort(best, descending=True, stable=True)[r:]
-        residual = torch.cat([even[distinct], odd])
-    return residual
+        position = torch.cat([even[distinct], odd])
+    return residual[position]
 
 
 @register
