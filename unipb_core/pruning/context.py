@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from .attention import attention_rows, query_key
+from .attention import attention_rows, keys, query_key
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class PruneContext:
         """
         li = self._layer_input(layer)
         if isinstance(rows, str):
-            rows = self.query_rows(rows, layer)
+            rows = None if rows == "all" else self.query_rows(rows, layer)  # None: every row, without a gather
         return attention_rows(li.layer, li.hidden, li.position_embeddings, rows, li.attention_mask)
 
     def received_attention(self, queries: str = "all", layer: int | None = None) -> torch.Tensor:
@@ -121,6 +121,11 @@ class PruneContext:
         """Post-RoPE queries and keys ``[H, L, d]`` of every token at ``layer``'s input."""
         li = self._layer_input(layer)
         return query_key(li.layer, li.hidden, li.position_embeddings)
+
+    def keys(self, layer: int | None = None) -> torch.Tensor:
+        """Post-RoPE keys ``[H, L, d]`` of every token at ``layer``'s input (no query projection)."""
+        li = self._layer_input(layer)
+        return keys(li.layer, li.hidden, li.position_embeddings)
 
     def _encoder_attention(self):
         if "encoder_attention" not in self.vision:
