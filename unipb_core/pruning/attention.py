@@ -80,7 +80,12 @@ def attention_rows(
     attention_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Attention probabilities ``[H, R, L]`` of the query ``rows`` (``None``: all ``L``; causal, plus any padding
-    mask). The score matrix is scaled and masked in place: it can be ``heads x L x L``."""
+    mask).
+
+    The score matrix can be ``heads x L x L``, so it is scaled and masked in place, the mask as an added
+    ``0 / -inf`` row block: several times faster than a broadcast ``masked_fill``, and the same probabilities
+    (``s + 0`` is ``s``, up to the sign of a zero, which ``exp`` does not see).
+    """
     q, k = query_key(layer, hidden, position_embeddings, rows)
     scores = torch.matmul(q, k.transpose(1, 2)).float()
     scores.mul_(layer.self_attn.scaling)
@@ -91,5 +96,5 @@ def attention_rows(
     if attention_mask is not None and attention_mask.dim() == 4:
         extra = attention_mask[0, 0] if rows is None else attention_mask[0, 0][rows]
         allowed = allowed & (extra if extra.dtype == torch.bool else extra == 0)
-    scores.masked_fill_(~allowed.unsqueeze(0), float("-inf"))
+    scores.add_(torch.zeros(allowed.shape, device=k.device).masked_fill_(~allowed, float("-inf")))
     return torch.softmax(scores, dim=-1)
