@@ -23,6 +23,18 @@ class LayerInput:
     text_positions: torch.Tensor
 
 
+def instruction_positions(*inputs: LayerInput) -> list[torch.Tensor]:
+    """Positions of the tokens after the last visual token (the instruction) of each layer input; when the image
+    ends the prompt, the last token alone.
+
+    They are a suffix of the sorted text positions, so one host read of their counts serves every input (a
+    boolean mask would cost one read each).
+    """
+    counts = torch.stack([(li.text_positions > li.visual_positions.max()).sum() for li in inputs]).tolist()
+    return [li.text_positions[li.text_positions.numel() - n :] if n else li.text_positions[-1:]
+            for li, n in zip(inputs, counts, strict=True)]  # fmt: skip
+
+
 @dataclass
 class PruneContext:
     """The tensors of one stage, handed to ``method.select``.
