@@ -117,11 +117,14 @@ def spatial_merge(
     """
     n = x.shape[0]
     members, sizes, centres = merge_windows(grids, window)
-    # Only the pairs inside a tile are read: gathered from the N x N product on the device, so only ``[W, S, S]``
-    # reaches the host. Rounded so that float noise (SDPA vs eager encoders) cannot reorder tiles of identical
-    # tokens (blank background); exact ties then go to tile order / the lowest index.
+    # Only the pairs inside a tile are read, so only ``[W, S, S]`` reaches the host; they are gathered from the one
+    # N x N product because smaller products (per tile) round differently (docs/footguns.md). Rounded so that
+    # float noise (SDPA vs eager encoders) cannot reorder tiles of identical tokens (blank background); exact
+    # ties then go to tile order / the lowest index. The product is queued before the table's copy to the device,
+    # which waits for the queue: the copy back to the host would wait for the same work anyway.
+    sim = cosine_matrix(x)
     index = members.to(x.device)
-    tiles = torch.round(cosine_matrix(x)[index.unsqueeze(2), index.unsqueeze(1)].cpu(), decimals=SIM_DECIMALS)
+    tiles = torch.round(sim[index.unsqueeze(2), index.unsqueeze(1)].cpu(), decimals=SIM_DECIMALS)
     order = torch.argsort(window_scores(tiles, sizes), descending=True, stable=True)
     remove = n - n_keep
     # Whole tiles merge while their other tokens fit in the budget: a prefix of the score order.
