@@ -341,6 +341,25 @@ def test_dart_select_on_random_inputs(n, pivots, rule):
     assert fast.tolist() == expected and len(expected) == n_keep
 
 
+@pytest.mark.parametrize("n", (577, 1024))
+@pytest.mark.parametrize(("pivots", "rule"), [((4, 4), "fixed"), ((10, 5), "study")])
+def test_dart_select_with_ties(n, pivots, rule):
+    """Quantised key norms (pivot ties: lowest index) and repeated tokens (cosine ties: lowest index)."""
+    knorm_v, knorm_t, hv, ht, vpos, tpos = random_dart_case(n, seed=n + pivots[0])
+    knorm_v, knorm_t = [round(v * 4) / 4 for v in knorm_v], [round(v * 2) / 2 for v in knorm_t]
+    hv = [hv[j % 7] if j % 3 == 0 else v for j, v in enumerate(hv)]  # a third of the tokens repeat seven vectors
+    n_vp, n_tp = pivots
+    budget = round(n * (1 - 0.889)) if rule != "study" else int(n * (1 - 0.889))
+    topk = budget // (n_vp + n_tp) if rule == "study" else None
+    expected = slow_dart(knorm_v, knorm_t, hv, ht, vpos, tpos, n_vp, n_tp, topk, None if topk else budget)
+    n_keep = n_vp + (n_vp + n_tp) * topk if topk is not None else budget
+    fast = dart_select(
+        torch.tensor(knorm_v), torch.tensor(knorm_t), torch.tensor(hv, dtype=torch.float64),
+        torch.tensor(ht, dtype=torch.float64), n_keep, n_vp, n_tp, torch.tensor(vpos), torch.tensor(tpos), topk,
+    )  # fmt: skip
+    assert fast.tolist() == expected and len(expected) == n_keep
+
+
 def test_dart_by_hand():
     """One visual pivot (token 0) and one text pivot, TOKEN_TOPK = 1: each takes its least similar token."""
     hv = [[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.9, 0.1], [0.0, -1.0], [-0.9, -0.1]]

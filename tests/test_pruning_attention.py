@@ -27,9 +27,9 @@ def test_recomputed_rows_equal_eager_attention(family, image):
     eager = out.attentions[layer_idx][0]  # [H, L, L]
     length = eager.shape[-1]
     rows = torch.tensor([0, length // 2, length - 1])
+    args = (model.decoder_layers[layer_idx], captured["hidden"], captured["position_embeddings"])
     with torch.no_grad():
-        ours = attention_rows(
-            model.decoder_layers[layer_idx], captured["hidden"], captured["position_embeddings"], rows,
-            captured.get("attention_mask"),
-        )  # fmt: skip
+        ours = attention_rows(*args, rows, captured.get("attention_mask"))
+        every = attention_rows(*args, None, captured.get("attention_mask"))  # None: all rows, no gather
     torch.testing.assert_close(ours, eager[:, rows].float(), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(every, eager.float(), atol=1e-5, rtol=1e-4)

@@ -147,6 +147,21 @@ def test_mustdrop_spatial_merge_matches_slow_transcription(rows, cols, n_keep, w
     torch.testing.assert_close(sel.merged, merged)
 
 
+@pytest.mark.parametrize(("rows", "cols", "n_keep", "window"), [(24, 24, 432, 3), (24, 24, 437, 3), (13, 17, 150, 3)])
+def test_mustdrop_spatial_merge_with_exact_ties(rows, cols, n_keep, window):
+    """Blank regions: whole tiles of one repeated token tie at score 1 (tile order decides), identical neighbours
+    tie inside a partially merged tile (lowest index decides); LLaVA's 24 x 24 grid and an odd one with edge tiles."""
+    g = torch.Generator().manual_seed(rows + n_keep)
+    base = torch.randn(5, 8, generator=g)
+    x = base[torch.randint(0, 5, (rows * cols,), generator=g)] + 0.3 * torch.randn(rows * cols, 8, generator=g)
+    blank = torch.rand(rows * cols, generator=g) < 0.4
+    x[blank] = base[0]  # exact duplicates, as a blank background gives
+    sel = get("mustdrop", window=window).select(make_ctx(x, n_keep, [(rows, cols)]))
+    keep, merged = slow_spatial_merge(x, rows, cols, n_keep, window)
+    assert sel.keep.tolist() == keep
+    torch.testing.assert_close(sel.merged, merged)
+
+
 def test_mustdrop_spatial_merge_by_hand():
     # 4x4 grid, 2x2 tiles: the upper-right tile is four copies of one vector, so it merges first (into its
     # centre, the tile's upper-left token 2); one more removal goes to the next best tile, partially.
@@ -264,22 +279,40 @@ def test_sparsevlm_later_stage_uses_the_raters_of_the_llm_input(eager_llava):
     assert slow_raters(hidden1, [visual0[i] for i in first["kept"]], text0) != chosen
 
 
+def slow_recycle(x, keep, scores, share):
+    """Loop transcription: the top int(share * deleted) + 1 deleted tokens by score (ties: lowest index) join their
+    most cosine-similar kept token (ties: lowest index); each kept feature becomes its group's mean."""
+    kept = keep.tolist()
+    deleted = [i for i in range(len(x)) if i not in set(kept)]
+    recycled = sorted(deleted, key=lambda i: (-float(scores[i]), i))[: int(len(deleted) * share) + 1]
+    groups = {k: [k] for k in kept}
+    for r in recycled:
+        groups[max(kept, key=lambda k: (cos(x[r], x[k]), -k))].append(r)
+    return recycled, torch.stack([x[g].mean(0) for g in groups.values()])
+
+
 def test_sparsevlm_recycling_matches_slow_transcription():
     x = torch.randn(10, 4, generator=torch.Generator().manual_seed(1))
     scores = torch.tensor([0.9, 0.1, 0.8, 0.3, 0.7, 0.2, 0.6, 0.05, 0.5, 0.4])
     keep = torch.tensor([0, 2, 4, 6])
-    merged = recycle(x, keep, scores, 0.3)
-    deleted = [i for i in range(10) if i not in keep.tolist()]
-    n_rec = int(len(deleted) * 0.3) + 1  # 6 deleted -> 2 recycled: 8 (0.5) and 9 (0.4)
-    recycled = sorted(deleted, key=lambda i: -float(scores[i]))[:n_rec]
-    assert recycled == [8, 9]
-    groups = {k: [k] for k in keep.tolist()}
-    for r in recycled:
-        groups[max(keep.tolist(), key=lambda k: (cos(x[r], x[k]), -k))].append(r)
-    expected = torch.stack([x[g].mean(0) for g in groups.values()])
-    torch.testing.assert_close(merged, expected)
+    recycled, expected = slow_recycle(x, keep, scores, 0.3)
+    assert recycled == [8, 9]  # 6 deleted -> int(6 * 0.3) + 1 = 2 recycled: 8 (0.5) and 9 (0.4)
+    torch.testing.assert_close(recycle(x, keep, scores, 0.3), expected)
     assert recycle(x, torch.arange(10), scores, 0.3) is None  # nothing deleted
     assert recycle(x, keep[:0], scores, 0.3) is None  # withdrawal: nothing to merge into
+
+
+@pytest.mark.parametrize(("n", "n_keep"), [(576, 64), (1029, 300), (144, 143)])
+def test_sparsevlm_recycling_with_ties_at_scale(n, n_keep):
+    """Duplicate tokens (equal cosines) and quantised scores (equal ranks): ties go to the lowest index."""
+    g = torch.Generator().manual_seed(n)
+    base = torch.randn(6, 16, generator=g)
+    x = base[torch.randint(0, 6, (n,), generator=g)] + 0.1 * torch.randn(n, 16, generator=g)
+    x[::7] = base[1]
+    scores = torch.randint(0, 4, (n,), generator=g).float()
+    keep = torch.randperm(n, generator=g)[:n_keep].sort().values
+    _, expected = slow_recycle(x, keep, scores, 0.3)
+    torch.testing.assert_close(recycle(x, keep, scores, 0.3), expected)
 
 
 def test_sparsevlm_recycled_features_reach_the_next_layer(eager_llava):

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from .attention import attention_rows, query_key
+from .attention import attention_rows, keys, query_key
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,18 @@ class LayerInput:
     attention_mask: torch.Tensor | None
     visual_positions: torch.Tensor  # [N] positions of the visual tokens in this sequence
     text_positions: torch.Tensor
+
+
+def instruction_positions(*inputs: LayerInput) -> list[torch.Tensor]:
+    """Positions of the tokens after the last visual token (the instruction) of each layer input; when the image
+    ends the prompt, the last token alone.
+
+    They are a suffix of the sorted text positions, so one host read of their counts serves every input (a
+    boolean mask would cost one read each).
+    """
+    counts = torch.stack([(li.text_positions > li.visual_positions.max()).sum() for li in inputs]).tolist()
+    return [li.text_positions[li.text_positions.numel() - n :] if n else li.text_positions[-1:]
+            for li, n in zip(inputs, counts, strict=True)]  # fmt: skip
 
 
 @dataclass
@@ -108,7 +120,7 @@ class PruneContext:
         """
         li = self._layer_input(layer)
         if isinstance(rows, str):
-            rows = self.query_rows(rows, layer)
+            rows = None if rows == "all" else self.query_rows(rows, layer)  # None: every row, without a gather
         return attention_rows(li.layer, li.hidden, li.position_embeddings, rows, li.attention_mask)
 
     def received_attention(self, queries: str = "all", layer: int | None = None) -> torch.Tensor:
@@ -121,6 +133,11 @@ class PruneContext:
         """Post-RoPE queries and keys ``[H, L, d]`` of every token at ``layer``'s input."""
         li = self._layer_input(layer)
         return query_key(li.layer, li.hidden, li.position_embeddings)
+
+    def keys(self, layer: int | None = None) -> torch.Tensor:
+        """Post-RoPE keys ``[H, L, d]`` of every token at ``layer``'s input (no query projection)."""
+        li = self._layer_input(layer)
+        return keys(li.layer, li.hidden, li.position_embeddings)
 
     def _encoder_attention(self):
         if "encoder_attention" not in self.vision:

@@ -78,28 +78,31 @@ def dart_select(
     (they set the pivots' visiting order; default: visual 0..N-1, text after them). ``per_pivot`` = the authors'
     ``TOKEN_TOPK``: every pivot takes exactly that many; ``None`` = the fixed budget ``n_keep``.
     """
-    n = hidden_visual.shape[0]
+    n, device = hidden_visual.shape[0], hidden_visual.device
     if visual_positions is None:
-        visual_positions = torch.arange(n)
+        visual_positions = torch.arange(n, device=device)
     if text_positions is None:
-        text_positions = torch.arange(n, n + hidden_text.shape[0])
+        text_positions = torch.arange(n, n + hidden_text.shape[0], device=device)
     n_vp = min(n_visual_pivots, n)
     vis_pivots = torch.argsort(key_norm_visual.float(), descending=True, stable=True)[:n_vp]
     if per_pivot is None and n_keep <= n_vp:
         return torch.sort(vis_pivots[:n_keep]).values
     n_tp = min(n_text_pivots, hidden_text.shape[0])
     text_pivots = torch.argsort(key_norm_text.float(), descending=True, stable=True)[:n_tp]
-    vecs = torch.cat([hidden_visual[vis_pivots], hidden_text[text_pivots]]).double()
-    absolute = visual_positions[vis_pivots].tolist() + text_positions[text_pivots].tolist()
-    vecs = vecs[set_order(absolute)]
+    # One host read for the pivots and their positions: the set's visiting order needs the positions as ints.
+    host = torch.cat([vis_pivots, visual_positions[vis_pivots], text_positions[text_pivots]]).tolist()
+    keep, absolute = host[:n_vp], host[n_vp:]
+    visit = torch.tensor(set_order(absolute), device=device)
+    vecs = torch.cat([hidden_visual[vis_pivots], hidden_text[text_pivots]]).double()[visit]
+    target = n_vp + len(absolute) * per_pivot if per_pivot is not None else n_keep
     # [P, N] cosine of each pivot (in visiting order) to each visual token; "least similar first" = ascending.
+    # A pivot's cursor never passes the tokens taken so far (< target), so the first target columns suffice;
+    # one more host read brings them over for the greedy walk, which is sequential across pivots.
     sims = F.normalize(vecs, dim=-1) @ F.normalize(hidden_visual.double(), dim=-1).T
-    orders = torch.argsort(sims, dim=1, stable=True).tolist()
+    orders = torch.argsort(sims, dim=1, stable=True)[:, :target].tolist()
     taken = [False] * n
-    for i in vis_pivots.tolist():
+    for i in keep:
         taken[i] = True
-    keep = vis_pivots.tolist()
-    target = n_vp + len(orders) * per_pivot if per_pivot is not None else n_keep
     cursors = [0] * len(orders)
 
     def take(p: int, count: int) -> None:
@@ -119,7 +122,7 @@ def dart_select(
     while len(keep) < target:  # fixed budget only: one more per pivot, in visiting order
         take(p, 1)
         p = (p + 1) % len(orders)
-    return torch.sort(torch.tensor(keep, dtype=torch.long, device=hidden_visual.device)).values
+    return torch.tensor(sorted(keep), dtype=torch.long, device=device)
 
 
 @register
@@ -170,9 +173,9 @@ class DART(PruningMethod):
 
     def select(self, ctx: PruneContext) -> Selection:
         prev = ctx.layer_inputs[self.layer - 1]
-        _, keys = ctx.query_key(layer=self.layer - 1)  # [H, L, d]
-        norms = keys.float().abs().sum(dim=(0, 2))  # L1 over heads concatenated
-        after = ctx.text_positions > ctx.visual_positions.max()
+        norms = ctx.keys(layer=self.layer - 1).float().abs().sum(dim=(0, 2))  # L1 over heads concatenated
+        # The tokens after the image are a suffix of the (sorted) text positions: one host read for its length.
+        first = ctx.text_positions.numel() - int((ctx.text_positions > ctx.visual_positions.max()).sum())
         n_vp, n_tp = self.pivots()
         if self.variant == "study":
             layer_norm = ctx.layer_inputs[self.layer].layer.input_layernorm
@@ -181,13 +184,13 @@ class DART(PruningMethod):
         else:
             layer_norm = ctx.final_norm
         with torch.no_grad():
-            visual, text = layer_norm(ctx.visual), layer_norm(ctx.text[after])
+            visual, text = layer_norm(ctx.visual), layer_norm(ctx.text[first:])
         per = None if self.variant == AUTHORS and self.budget == "fixed" else self._per_from_plan(ctx, n_vp, n_tp)
         if per is not None and text.shape[0] < n_tp:
             raise ValueError(f"dart: {n_tp} text pivots need {n_tp} tokens after the image; found {text.shape[0]}")
         keep = dart_select(
-            norms[prev.visual_positions], norms[prev.text_positions][after], visual, text, ctx.n_keep, n_vp, n_tp,
-            ctx.visual_positions, ctx.text_positions[after], per,
+            norms[prev.visual_positions], norms[prev.text_positions][first:], visual, text, ctx.n_keep, n_vp, n_tp,
+            ctx.visual_positions, ctx.text_positions[first:], per,
         )  # fmt: skip
         return Selection(keep)
 

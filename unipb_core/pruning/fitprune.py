@@ -46,9 +46,9 @@ AUTHORS_START = 1  # the authors' delete_scheme prunes from layer 0's output on
 
 def fitprune_scores(attn: torch.Tensor, visual: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
     """``attn``: ``[H, L, L]`` probabilities; ``visual``/``text``: positions. Returns ``[N]`` scores."""
-    a = attn.max(dim=0).values  # head-max, as the FitPrune and study code reduce heads
-    cross = a[text][:, visual].sum(dim=0)
-    self_attn = a[visual][:, visual].sum(dim=0) / visual.numel()
+    a = attn.amax(dim=0).index_select(1, visual)  # head-max (the FitPrune and study code's), visual columns
+    cross = a[text].sum(dim=0)
+    self_attn = a[visual].sum(dim=0) / visual.numel()
     return cross * self_attn
 
 

@@ -45,7 +45,7 @@ from typing import Any, ClassVar
 import torch
 
 from .base import PruningMethod, Selection, Stage, top_k
-from .context import PruneContext
+from .context import PruneContext, instruction_positions
 from .registry import register
 from .schedule import check_layers, scaled_layers
 from .vit_common import cosine_matrix, encoder_attention_notes, image_cells
@@ -62,30 +62,46 @@ def _half_up(x: float) -> int:
     return int(math.floor(x + 0.5))
 
 
-def merge_windows(grids: list[torch.Tensor], window: int) -> tuple[list[torch.Tensor], list[int]]:
-    """Tiles of ``window x window`` tokens over each image grid (edge tiles are smaller): members and centre.
+def merge_windows(grids: list[torch.Tensor], window: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Tiles of ``window x window`` tokens over each image grid (edge tiles are smaller), as one table.
 
-    The centre is the middle token, the upper-left of the middle four for an even side (as ``pool``).
+    Returns ``members`` ``[W, window**2]`` (each tile's tokens in row-major order, then the centre repeated as
+    padding), ``sizes`` ``[W]`` and ``centres`` ``[W]``. The centre is the middle token, the upper-left of the
+    middle four for an even side (as ``pool``).
     """
     members, centres = [], []
     for grid in grids:
         rows, cols = grid.shape
-        for r0 in range(0, rows, window):
-            for c0 in range(0, cols, window):
-                r1, c1 = min(r0 + window, rows), min(c0 + window, cols)
-                members.append(grid[r0:r1, c0:c1].reshape(-1))
-                centres.append(int(grid[(r0 + r1 - 1) // 2, (c0 + c1 - 1) // 2]))
-    return members, centres
+        r0, c0 = torch.arange(0, rows, window), torch.arange(0, cols, window)
+        mid_r = (r0 + (r0 + window).clamp(max=rows) - 1) // 2
+        mid_c = (c0 + (c0 + window).clamp(max=cols) - 1) // 2
+        centres.append(grid[mid_r.unsqueeze(1), mid_c].reshape(-1))
+        padded = grid.new_full((r0.numel() * window, c0.numel() * window), -1)
+        padded[:rows, :cols] = grid
+        tiles = padded.view(r0.numel(), window, c0.numel(), window).transpose(1, 2)
+        members.append(tiles.reshape(-1, window * window))
+    table, centre = torch.cat(members), torch.cat(centres)
+    pad = table < 0
+    # A stable sort on the padding flag moves each tile's tokens to the front, keeping their row-major order.
+    table = table.gather(1, torch.sort(pad.to(torch.int8), dim=1, stable=True).indices)
+    return torch.where(table < 0, centre.unsqueeze(1), table), window * window - pad.sum(dim=1), centre
 
 
-def window_scores(sim: torch.Tensor, members: list[torch.Tensor]) -> torch.Tensor:
-    """Mean cosine over the distinct token pairs of each tile; ``-inf`` for a single-token tile."""
-    out = torch.full((len(members),), float("-inf"))
-    for w, m in enumerate(members):
-        n = m.numel()
+def window_scores(tiles: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+    """Mean cosine over the distinct token pairs of each tile; ``-inf`` for a single-token tile.
+
+    ``tiles`` ``[W, S, S]``: the cosines among each tile's members (``merge_windows`` order). Tiles of one size are
+    reduced together, each over its own contiguous ``[n, n]`` block: the same sums, in the same order, as one
+    tile at a time.
+    """
+    out = torch.full((tiles.shape[0],), float("-inf"))
+    groups: dict[int, list[int]] = {}
+    for w, n in enumerate(sizes.tolist()):
+        groups.setdefault(n, []).append(w)
+    for n, idx in groups.items():
         if n > 1:
-            sub = sim[m][:, m]
-            out[w] = (sub.sum() - sub.diagonal().sum()) / (n * (n - 1))
+            sub = tiles[idx, :n, :n].contiguous()
+            out[idx] = (sub.sum(dim=(1, 2)) - sub.diagonal(dim1=1, dim2=2).sum(dim=1)) / (n * (n - 1))
     return torch.round(out, decimals=SIM_DECIMALS)
 
 
@@ -100,22 +116,32 @@ def spatial_merge(
     clusters (cosine of their mean features) is merged, repeatedly.
     """
     n = x.shape[0]
-    # Rounded so that float noise (SDPA vs eager encoders) cannot reorder tiles of identical tokens (blank
-    # background); exact ties then go to tile order / the lowest index.
-    sim = torch.round(cosine_matrix(x).cpu(), decimals=SIM_DECIMALS)
-    members, centres = merge_windows(grids, window)
-    owner = torch.arange(n)
+    members, sizes, centres = merge_windows(grids, window)
+    # Only the pairs inside a tile are read, so only ``[W, S, S]`` reaches the host; they are gathered from the one
+    # N x N product because smaller products (per tile) round differently (docs/footguns.md). Rounded so that
+    # float noise (SDPA vs eager encoders) cannot reorder tiles of identical tokens (blank background); exact
+    # ties then go to tile order / the lowest index. The product is queued before the table's copy to the device,
+    # which waits for the queue: the copy back to the host would wait for the same work anyway.
+    sim = cosine_matrix(x)
+    index = members.to(x.device)
+    tiles = torch.round(sim[index.unsqueeze(2), index.unsqueeze(1)].cpu(), decimals=SIM_DECIMALS)
+    order = torch.argsort(window_scores(tiles, sizes), descending=True, stable=True)
     remove = n - n_keep
-    for w in torch.argsort(window_scores(sim, members), descending=True, stable=True).tolist():
-        m, c = members[w], centres[w]
-        if remove == 0:
-            break
-        others = m[m != c]
-        if others.numel() > remove:
-            order = torch.argsort(sim[c, others], descending=True, stable=True)
-            others = others[order[:remove]]
-        owner[others] = c
-        remove -= others.numel()
+    # Whole tiles merge while their other tokens fit in the budget: a prefix of the score order.
+    merged_upto = torch.cumsum(sizes[order] - 1, dim=0)
+    n_whole = int(torch.searchsorted(merged_upto, remove, side="right"))
+    whole = order[:n_whole]
+    owner = torch.arange(n)
+    owner[members[whole]] = centres[whole].unsqueeze(1).expand(-1, members.shape[1])  # padding: centre -> centre
+    remove -= int(merged_upto[n_whole - 1]) if n_whole else 0
+    if remove and n_whole < order.numel():  # the next tile merges partially: its tokens closest to the centre
+        w = int(order[n_whole])
+        size = int(sizes[w])
+        real, centre = members[w, :size], centres[w]
+        others = (real != centre).nonzero().squeeze(1)
+        closest = torch.argsort(tiles[w, int((real == centre).int().argmax())][others], descending=True, stable=True)
+        owner[real[others[closest[:remove]]]] = centre
+        remove = 0
     sums = torch.zeros(n, x.shape[1], dtype=torch.float32).index_add_(0, owner, x.float().cpu())
     counts = torch.bincount(owner, minlength=n).unsqueeze(1).float()
     for _ in range(remove):  # fallback: every tile is one token already
@@ -192,9 +218,7 @@ class MustDrop(PruningMethod):
         if ctx.n_keep >= ctx.n_visual:
             return Selection(torch.arange(ctx.n_visual, device=ctx.visual.device))
         prev = ctx.layer_inputs[ctx.stage.layer - 1]
-        instruction = prev.text_positions[prev.text_positions > prev.visual_positions.max()]
-        if instruction.numel() == 0:  # image last in the prompt: the last token stands in for the text
-            instruction = prev.text_positions[-1:]
+        (instruction,) = instruction_positions(prev)  # image last in the prompt: the last token stands in
         attn = ctx.attention(instruction, layer=ctx.stage.layer - 1).mean(dim=0)[:, prev.visual_positions]
         dual = dual_attention_scores(attn, self.global_thr, self.individual_thr)
         n_key = math.ceil(self.key_share * ctx.n_visual - 1e-9)

@@ -35,7 +35,7 @@ from typing import ClassVar
 import torch
 
 from .base import PruningMethod, Selection, Stage, top_k
-from .context import PruneContext
+from .context import PruneContext, instruction_positions
 from .registry import register
 from .schedule import check_layers, geometric_counts, scaled_layers
 from .vit_common import cosine_matrix
@@ -50,25 +50,21 @@ def select_raters(visual: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
     return raters if raters.numel() else torch.arange(text.shape[0], device=text.device)
 
 
-def instruction_positions(li) -> torch.Tensor:
-    """Positions of the tokens after the last visual token (the authors' ``text_token_start:``); when the image
-    ends the prompt, the last token alone."""
-    after = li.text_positions[li.text_positions > li.visual_positions.max()]
-    return after if after.numel() else li.text_positions[-1:]
-
-
 def recycle(x: torch.Tensor, keep: torch.Tensor, scores: torch.Tensor, share: float) -> torch.Tensor | None:
     """Merged features of the kept tokens, or ``None`` when nothing is recycled (see the module docstring)."""
+    n_deleted = x.shape[0] - keep.numel()  # keep is unique: no host read needed for the deleted count
+    if n_deleted == 0 or keep.numel() == 0:
+        return None
     deleted_mask = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
     deleted_mask[keep] = False
-    deleted = deleted_mask.nonzero().squeeze(1)
-    if deleted.numel() == 0 or keep.numel() == 0:
-        return None
-    n_rec = min(deleted.numel(), int(deleted.numel() * share) + 1)
+    # The deleted indices in order, without nonzero's host read: a stable sort puts them first.
+    deleted = torch.sort((~deleted_mask).to(torch.int8), stable=True).indices[:n_deleted]
+    n_rec = min(n_deleted, int(n_deleted * share) + 1)
     recycled = deleted[torch.argsort(scores[deleted].float(), descending=True, stable=True)[:n_rec]]
-    owner = cosine_matrix(x)[recycled][:, keep].argmax(dim=1)  # first maximum on ties
+    owner = cosine_matrix(x)[recycled.unsqueeze(1), keep].argmax(dim=1)  # first maximum on ties
     sums = x[keep].float().index_add(0, owner, x[recycled].float())
-    counts = 1 + torch.bincount(owner, minlength=keep.numel()).unsqueeze(1)
+    # Counts by index_add, not bincount: bincount reads its input's maximum on the host.
+    counts = torch.ones_like(keep).index_add_(0, owner, torch.ones_like(owner)).unsqueeze(1)
     return (sums / counts).to(x.dtype)
 
 
@@ -104,9 +100,10 @@ class SparseVLM(PruningMethod):
         layer = ctx.stage.layer - 1
         prev, first = ctx.layer_inputs[layer], ctx.layer_inputs[0]
         embeds = first.hidden[0]
-        chosen = select_raters(embeds[first.visual_positions], embeds[instruction_positions(first)])
+        first_instruction, instruction = instruction_positions(first, prev)
+        chosen = select_raters(embeds[first.visual_positions], embeds[first_instruction])
         # Text tokens are never dropped, so the i-th instruction token of the LLM input is the i-th one here.
-        raters = instruction_positions(prev)[chosen.to(prev.hidden.device)]
+        raters = instruction[chosen.to(prev.hidden.device)]
         scores = ctx.attention(raters, layer=layer).mean(dim=(0, 1))[prev.visual_positions]
         keep = top_k(scores, ctx.n_keep)
         return Selection(keep, recycle(ctx.visual, keep, scores, self.recycle_share))
