@@ -325,13 +325,9 @@ def random_dart_case(n, seed, dim=12, n_text=9):
     return knorm_v, knorm_t, hv, ht, vpos, tpos
 
 
-@pytest.mark.parametrize("n", SIZES)
-@pytest.mark.parametrize(("pivots", "rule"), [((4, 4), "adaptive"), ((4, 4), "fixed"), ((10, 5), "study")])
-def test_dart_select_on_random_inputs(n, pivots, rule):
-    knorm_v, knorm_t, hv, ht, vpos, tpos = random_dart_case(n, seed=n + pivots[0])
+def assert_dart_matches_slow(knorm_v, knorm_t, hv, ht, vpos, tpos, pivots, topk, budget):
+    """``dart_select`` keeps exactly the transcription's tokens (``topk`` None: the budget-driven rule)."""
     n_vp, n_tp = pivots
-    budget = round(n * (1 - 0.778)) if rule != "study" else int(n * (1 - 0.778))
-    topk = budget // (n_vp + n_tp) if rule != "fixed" else None
     expected = slow_dart(knorm_v, knorm_t, hv, ht, vpos, tpos, n_vp, n_tp, topk, None if topk else budget)
     n_keep = n_vp + (n_vp + n_tp) * topk if topk is not None else budget
     fast = dart_select(
@@ -339,6 +335,16 @@ def test_dart_select_on_random_inputs(n, pivots, rule):
         torch.tensor(ht, dtype=torch.float64), n_keep, n_vp, n_tp, torch.tensor(vpos), torch.tensor(tpos), topk,
     )  # fmt: skip
     assert fast.tolist() == expected and len(expected) == n_keep
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize(("pivots", "rule"), [((4, 4), "adaptive"), ((4, 4), "fixed"), ((10, 5), "study")])
+def test_dart_select_on_random_inputs(n, pivots, rule):
+    knorm_v, knorm_t, hv, ht, vpos, tpos = random_dart_case(n, seed=n + pivots[0])
+    n_vp, n_tp = pivots
+    budget = round(n * (1 - 0.778)) if rule != "study" else int(n * (1 - 0.778))
+    topk = budget // (n_vp + n_tp) if rule != "fixed" else None
+    assert_dart_matches_slow(knorm_v, knorm_t, hv, ht, vpos, tpos, pivots, topk, budget)
 
 
 @pytest.mark.parametrize("n", (577, 1024))
@@ -351,13 +357,7 @@ def test_dart_select_with_ties(n, pivots, rule):
     n_vp, n_tp = pivots
     budget = round(n * (1 - 0.889)) if rule != "study" else int(n * (1 - 0.889))
     topk = budget // (n_vp + n_tp) if rule == "study" else None
-    expected = slow_dart(knorm_v, knorm_t, hv, ht, vpos, tpos, n_vp, n_tp, topk, None if topk else budget)
-    n_keep = n_vp + (n_vp + n_tp) * topk if topk is not None else budget
-    fast = dart_select(
-        torch.tensor(knorm_v), torch.tensor(knorm_t), torch.tensor(hv, dtype=torch.float64),
-        torch.tensor(ht, dtype=torch.float64), n_keep, n_vp, n_tp, torch.tensor(vpos), torch.tensor(tpos), topk,
-    )  # fmt: skip
-    assert fast.tolist() == expected and len(expected) == n_keep
+    assert_dart_matches_slow(knorm_v, knorm_t, hv, ht, vpos, tpos, pivots, topk, budget)
 
 
 def test_dart_by_hand():
