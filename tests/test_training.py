@@ -23,13 +23,15 @@ from unipb_core.training import (
 
 MANIFEST = loading.TRAINED_DIR / "MANIFEST.json"
 MAX_WEIGHTS_BYTES = 10 * 1024 * 1024
-# The documented unpruned accuracy (docs/tiny-models.md: means 0.44-0.56 on 50 test samples per dimension of
+# The documented unpruned accuracy (docs/tiny-models.md: means 0.55-0.65 on 50 test samples per dimension of
 # suite v3; a model that reads the question but not the image scores 0.32) is checked on a small subset
-# (where the shipped models score 0.43-0.48) against floors set below it, so that a few flipped answers on
+# (where the shipped models score 0.53-0.57) against floors set below it, so that a few flipped answers on
 # another platform never fail the test. Instruction following (colour and format) is what every family
-# learned best (0.79-1.00 on the subset; the format alone scores 0.58).
-MEAN_FLOOR = 0.38
+# learned best (0.83-1.00 on the subset; the format alone scores 0.58); OCR, the dimension the study finds
+# most fragile, is read from the image by every family (0.42-0.58 on the subset; chance 0.10).
+MEAN_FLOOR = 0.45
 INSTRUCTION_FLOOR = 0.70
+OCR_FLOOR = 0.25
 FLOOR_PER_DIMENSION = 12  # test samples per dimension for the floor check (72 per family)
 
 
@@ -78,6 +80,7 @@ def test_shipped_model_clears_the_accuracy_floor(family):
     accuracy = evaluate(model, samples)
     assert accuracy["mean"] >= MEAN_FLOOR, accuracy
     assert accuracy["instruction"] >= INSTRUCTION_FLOOR, accuracy
+    assert accuracy["ocr"] >= OCR_FLOOR, accuracy
 
 
 def test_tiny_and_tiny_random_are_different_models():
