@@ -185,11 +185,12 @@ class PruningEngine(_Surgery):
             keys = self._sample_keys[:1]
         if size > 1 and self.positions == "contiguous":
             raise PruningError("positions='contiguous' runs at batch size 1 only; use batch_size 1 for it")
-        pads, counts = self._layout(input_ids, attention_mask)
+        visual = self.model.visual_mask(input_ids)  # [B, L]
+        pads, counts = self._layout(visual, attention_mask)
         samples, offset = [], 0
         for b, (key, pad, n_visual) in enumerate(zip(keys, pads, counts, strict=True)):
             ids = input_ids[b : b + 1, pad:]
-            is_visual = self.model.visual_mask(ids[0])
+            is_visual = visual[b, pad:]
             stages = self.method.plan(n_visual, self.ratio, self.model.num_layers) if n_visual else []
             outside = stage_outside(stages, self.model.num_layers)
             if outside is not None:
@@ -206,12 +207,13 @@ class PruningEngine(_Surgery):
         self._state = _Batch(samples, length, pads, width=width)
         self._vision_store.pop("downsampled", None)  # what an earlier prefill encoded is not this one's
 
-    def _layout(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple[list[int], list[int]]:
-        """Each sample's left padding and visual-token count, in the prefill's one host read (taken before the
-        forward queues any work, so the device has nothing to finish). A placeholder never sits in padding, so a
-        padded row's count is its sample's."""
-        size, length = input_ids.shape
-        rows = [self.model.visual_mask(input_ids).sum(dim=1)]
+    @staticmethod
+    def _layout(visual: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple[list[int], list[int]]:
+        """Each sample's left padding and visual-token count (``visual``: the batch's placeholder mask), in the
+        prefill's one host read (taken before the forward queues any work, so the device has nothing to finish). A
+        placeholder never sits in padding, so a padded row's count is its sample's."""
+        size, length = visual.shape
+        rows = [visual.sum(dim=1)]
         padded = size > 1 and isinstance(attention_mask, torch.Tensor)
         if padded:
             rows += [attention_mask.sum(dim=1), (attention_mask[:, 1:] < attention_mask[:, :-1]).any(dim=1)]
