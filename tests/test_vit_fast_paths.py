@@ -21,13 +21,14 @@ from pruning_invariants import PROMPT
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import apply_rotary_pos_emb_vision
 
 from unipb_core.models import vision_attention
+from unipb_core.models.resized import shares
 from unipb_core.pruning import PruningEngine, Stage, get
 from unipb_core.pruning.context import PruneContext
 from unipb_core.pruning.divprune import max_min_diverse
 from unipb_core.pruning.gprune import gprune_scores
 from unipb_core.pruning.pool import pooled_shape
 from unipb_core.pruning.vispruner import remove_duplicates
-from unipb_core.pruning.vit_common import cosine_matrix, split_budget
+from unipb_core.pruning.vit_common import cosine_matrix
 
 SIZES = (2, 15, 257, 576, 1024)
 KINDS = ("gauss", "clustered", "ties")
@@ -94,7 +95,7 @@ def loop_pool(x, grids, n_keep):
         return [((i * size) // parts, -((-(i + 1) * size) // parts)) for i in range(parts)]
 
     cells, start = [], 0
-    for (rows, cols), k in zip(grids, split_budget([r * c for r, c in grids], n_keep), strict=True):
+    for (rows, cols), k in zip(grids, shares([r * c for r, c in grids], n_keep), strict=True):
         grid = torch.arange(start, start + rows * cols).view(rows, cols)
         start += rows * cols
         shape = pooled_shape(rows, cols, k) if k else None

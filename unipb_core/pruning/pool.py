@@ -21,10 +21,11 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from ..models.resized import shares
 from .base import PruningMethod, Selection
 from .context import PruneContext
 from .registry import register
-from .vit_common import check_every_token, split_budget
+from .vit_common import check_every_token
 
 
 def pooled_shape(rows: int, cols: int, k: int) -> tuple[int, int] | None:
@@ -69,7 +70,7 @@ def pooled_selection(ctx: PruneContext) -> tuple[torch.Tensor, torch.Tensor]:
     sizes = [rows * cols for rows, cols in ctx.grids]
     visual = ctx.visual.float()
     keep, means, start = [], [], 0
-    for (rows, cols), k in zip(ctx.grids, split_budget(sizes, ctx.n_keep), strict=True):
+    for (rows, cols), k in zip(ctx.grids, shares(sizes, ctx.n_keep), strict=True):
         centres, cell_means = pool_image(visual[start : start + rows * cols], rows, cols, k)
         keep.append(centres + start)  # images in order, each ascending: sorted
         means.append(cell_means)

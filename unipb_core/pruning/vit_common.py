@@ -49,14 +49,3 @@ def image_cells(ctx: PruneContext) -> list[torch.Tensor]:
         out.append(torch.arange(start, start + rows * cols).view(rows, cols))
         start += rows * cols
     return out
-
-
-def split_budget(sizes: list[int], total: int) -> list[int]:
-    """Share ``total`` kept tokens among images in proportion to their token counts (largest remainder)."""
-    n = sum(sizes)
-    exact = [total * s / n for s in sizes]
-    counts = [int(e) for e in exact]
-    order = sorted(range(len(sizes)), key=lambda i: (-(exact[i] - counts[i]), i))
-    for i in order[: total - sum(counts)]:
-        counts[i] += 1
-    return counts
